@@ -16,7 +16,8 @@ import pandas as pd
 from .config import CityConfig
 
 NEEDS = ("domestic_abuse", "mental_health", "substance_misuse", "poverty", "housing", "child_behaviour")
-# monthly onset at average vulnerability, monthly resolution, initial prevalence
+# monthly onset at average vulnerability (documentary: the steady state is set by
+# prevalence and resolution), monthly resolution, prevalence
 RATES = {
     "domestic_abuse": (0.0045, 0.06, 0.05),
     "mental_health": (0.0060, 0.05, 0.09),
@@ -29,6 +30,9 @@ RATES = {
 SPILLOVER = {("domestic_abuse", "mental_health"): 0.8, ("substance_misuse", "domestic_abuse"): 0.7,
              ("poverty", "housing"): 0.9, ("domestic_abuse", "child_behaviour"): 0.6,
              ("mental_health", "child_behaviour"): 0.4, ("substance_misuse", "poverty"): 0.5}
+
+
+BURN_IN_MONTHS = 36
 
 
 @dataclass
@@ -64,16 +68,26 @@ def simulate_needs(config: CityConfig, households: pd.DataFrame, imd_decile: np.
     ).astype("datetime64[D]")
     n_h, n_m = len(keys), len(months)
     risk = 0.9 * vuln + 0.6 * deprivation
+    # Normalised so that the city's prevalence stays near its starting level: the
+    # period should show seasonal and local variation, not a drift.
+    relative = np.exp(risk) / np.exp(risk).mean()
     state = {}
     for need, (onset, _, prevalence) in RATES.items():
-        p0 = np.clip(prevalence * np.exp(risk - 0.4), 0, 0.9)
         state[need] = np.zeros((n_h, n_m), dtype=bool)
-        state[need][:, 0] = rng.random(n_h) < p0
-    for m in range(1, n_m):
-        for need, (onset, resolve, _) in RATES.items():
-            lift = sum(w * state[src][:, m - 1] for (src, dst), w in SPILLOVER.items() if dst == need)
-            p_on = np.clip(onset * np.exp(risk + lift), 0, 0.5)
-            prev = state[need][:, m - 1]
+        state[need][:, 0] = rng.random(n_h) < np.clip(prevalence * relative, 0, 0.9)
+    # Run the chain for years before the period (burn-in) so the period opens in its
+    # steady state rather than drifting away from the starting prevalence.
+    current = {need: state[need][:, 0] for need in NEEDS}
+    for m in range(-BURN_IN_MONTHS + 1, n_m):
+        nxt = {}
+        for need, (onset, resolve, prevalence) in RATES.items():
+            lift = sum(w * current[src] for (src, dst), w in SPILLOVER.items() if dst == need)
+            steady_onset = prevalence * resolve / (1 - prevalence) * 0.8  # spillover adds the rest
+            p_on = np.clip(steady_onset * relative * np.exp(lift), 0, 0.5)
             draw = rng.random(n_h)
-            state[need][:, m] = np.where(prev, draw > resolve, draw < p_on)
+            nxt[need] = np.where(current[need], draw > resolve, draw < p_on)
+        current = nxt
+        if m >= 0:
+            for need in NEEDS:
+                state[need][:, m] = current[need]
     return Needs(months, keys, state)
