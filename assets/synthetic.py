@@ -1,7 +1,5 @@
 """The synthetic city as a Dagster asset, so it can be (re)generated from the UI."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg

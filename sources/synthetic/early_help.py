@@ -137,14 +137,15 @@ def truth_records(members: pd.DataFrame, last_drop: date) -> pd.DataFrame:
 def build_early_help(world: World) -> EarlyHelp:
     """All the records of the system over the whole simulated period."""
     referrals = _referrals_with_families(world)
+    people = _people(world, referrals["household_key"].unique())
     families = _families(referrals)
-    members = _members(world, families, referrals)
+    members = _members(world, people, families, referrals)
     episodes = _episodes(world, referrals)
-    assessments = _assessments(world, episodes)
-    reviews = _reviews(world, episodes)
+    assessments = _assessments(world, people, episodes)
+    reviews = _reviews(world, people, episodes)
     tables = [
         _families_table(world, families, members, referrals, assessments),
-        _members_table(world, members),
+        _members_table(world, people, members),
         _referrals_table(referrals, members),
         _episodes_table(episodes),
         _assessments_table(assessments),
@@ -161,7 +162,18 @@ def _day(values) -> np.ndarray:
 
 
 def _uk(values) -> np.ndarray:
-    return fmt_date(_day(values), "uk").to_numpy()
+    """DD/MM/YYYY text, formatting each distinct date once (there are few, rows are many)."""
+    days = _day(values)
+    distinct, position = np.unique(days.view(np.int64), return_inverse=True)
+    return fmt_date(distinct.view("datetime64[ns]"), "uk").to_numpy(dtype=object)[position]
+
+
+def _cp1252(values: pd.Series) -> pd.Series:
+    """``defects.to_cp1252`` applied once per distinct name."""
+    values = pd.Series(values, dtype=object)
+    distinct = pd.unique(values[values.notna()])
+    folded = dict(zip(distinct, D.to_cp1252(pd.Series(distinct, dtype=object))))
+    return values.map(folded).astype(object)
 
 
 def _years_between(earlier, later) -> np.ndarray:
@@ -225,9 +237,24 @@ def _families(refs: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ members
-def _household_people(world: World) -> pd.DataFrame:
+PERSON_COLUMNS = ["person_key", "household_key", "role", "sex", "birth_date", "death_date", "forename", "surname",
+                  "surname_after", "surname_changed_on", "mother_key", "father_key", "nhs_number", "upn"]
+
+
+def _people(world: World, household_keys: np.ndarray) -> pd.DataFrame:
+    """The people of every household early help ever sees, with their true ethnicity,
+    as plain numpy columns indexed by person_key (quick to look up, unlike the whole city)."""
+    keep = world.persons["household_key"].isin(household_keys).to_numpy()
+    persons = world.persons.loc[keep, PERSON_COLUMNS]
+    people = pd.DataFrame({c: persons[c].to_numpy() if persons[c].dtype.kind == "M"
+                           else persons[c].to_numpy(dtype=object) for c in PERSON_COLUMNS})
+    people["ethnicity"] = true_ethnicity(world, keep)
+    return people.set_index(pd.Index(people["person_key"].to_numpy(dtype=object)))
+
+
+def _household_people(people: pd.DataFrame) -> pd.DataFrame:
     """Children with the mother and any resident father (a parent living in the same household)."""
-    persons = world.persons
+    persons = people.reset_index(drop=True)
     kids = persons[persons["role"] == "child"]
     parent_links = pd.concat([
         kids[["household_key", "mother_key"]].rename(columns={"mother_key": "person_key"}).assign(kind="mother"),
@@ -239,12 +266,11 @@ def _household_people(world: World) -> pd.DataFrame:
     return people[["household_key", "person_key", "kind", "birth_date", "death_date", "father_key"]]
 
 
-def _members(world: World, families: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
+def _members(world: World, people: pd.DataFrame, families: pd.DataFrame, refs: pd.DataFrame) -> pd.DataFrame:
     """Who each family record holds, from when: the household at the family's creation
     (children alive and under 19, mother, resident father), babies born while it is the
     household's current family, and any referred child not already on it."""
-    people = _household_people(world)
-    cand = families.merge(people, on="household_key")
+    cand = families.merge(_household_people(people), on="household_key")
     created, birth = cand["created"].to_numpy(), _day(cand["birth_date"])
     death = _day(cand["death_date"])
     alive = np.isnat(death) | (death > created)
@@ -259,8 +285,8 @@ def _members(world: World, families: pd.DataFrame, refs: pd.DataFrame) -> pd.Dat
     later = members["FROM_DATE"].to_numpy() > members["created"].to_numpy()
     lag = _stream(world, "newborn_lag").integers(3, 29, len(members)) * DAY
     members["_created"] = np.where(later, members["FROM_DATE"].to_numpy() + lag, members["FROM_DATE"].to_numpy())
-    members = pd.concat([members, _referred_not_yet_members(world, families, members, refs)], ignore_index=True)
-    members["ROLE"] = _roles(world, members)
+    members = pd.concat([members, _referred_not_yet_members(people, families, members, refs)], ignore_index=True)
+    members["ROLE"] = _roles(people, members)
     members["TO_DATE_value"] = _leaving_dates(members)
     order = members.assign(_rank=members["ROLE"].map(ROLE_ORDER)).sort_values(
         ["_created", "FAMILY_ID", "_rank", "birth_date", "person_key"], kind="stable").index
@@ -269,11 +295,10 @@ def _members(world: World, families: pd.DataFrame, refs: pd.DataFrame) -> pd.Dat
     return members
 
 
-def _referred_not_yet_members(world: World, families: pd.DataFrame, members: pd.DataFrame,
+def _referred_not_yet_members(people: pd.DataFrame, families: pd.DataFrame, members: pd.DataFrame,
                               refs: pd.DataFrame) -> pd.DataFrame:
     """A referred child the household rule left out (e.g. recorded dead, or not living
     there): the worker adds them on the day of the referral."""
-    people = world.persons.set_index("person_key")
     refs = refs.sort_values("referral_no", kind="stable").drop_duplicates(["FAMILY_ID", "person_key"])
     known = pd.MultiIndex.from_frame(members[["FAMILY_ID", "person_key"]])
     missing = refs[~pd.MultiIndex.from_frame(refs[["FAMILY_ID", "person_key"]]).isin(known)]
@@ -289,12 +314,11 @@ def _referred_not_yet_members(world: World, families: pd.DataFrame, members: pd.
     })
 
 
-def _roles(world: World, members: pd.DataFrame) -> np.ndarray:
+def _roles(people: pd.DataFrame, members: pd.DataFrame) -> np.ndarray:
     """PARENT for the mother and the referred child's father; a resident partner who is
     not that child's father is a CARER; a young person of 18 is an OTHER ADULT."""
     kind = members["kind"].to_numpy()
-    fathers = world.persons.set_index("person_key")["father_key"]
-    first_child_father = members["first_child"].map(fathers).to_numpy(dtype=object)
+    first_child_father = people["father_key"].reindex(members["first_child"].to_numpy()).to_numpy(dtype=object)
     is_child_father = members["person_key"].to_numpy() == first_child_father
     adult_child = _years_between(members["birth_date"], members["FROM_DATE"]) >= 18
     return np.select(
@@ -303,17 +327,20 @@ def _roles(world: World, members: pd.DataFrame) -> np.ndarray:
 
 
 def _leaving_dates(members: pd.DataFrame) -> np.ndarray:
-    """A member leaves the family record at death, and a child at 19."""
+    """A member leaves the family record at death, and a child at 19. A leaving that
+    predates the member's FROM_DATE (a referral about a young person already 19, or
+    about a child who had died) was never known to the worker, so it stays blank."""
     death = _day(members["death_date"])
     birth = _day(members["birth_date"])
     nineteen = (pd.to_datetime(birth) + pd.DateOffset(years=19)).to_numpy("datetime64[ns]")
     is_child = members["kind"].to_numpy() == "child"
     ages_out = np.where(is_child, nineteen, np.datetime64("NaT", "ns"))
-    return np.where(np.isnat(death), ages_out, np.where(np.isnat(ages_out), death, np.minimum(death, ages_out)))
+    leaves = np.where(np.isnat(death), ages_out, np.where(np.isnat(ages_out), death, np.minimum(death, ages_out)))
+    return np.where(leaves >= _day(members["FROM_DATE"]), leaves, np.datetime64("NaT", "ns"))
 
 
-def _members_table(world: World, members: pd.DataFrame) -> Table:
-    who = world.persons.set_index("person_key").loc[members["person_key"].to_numpy()]
+def _members_table(world: World, people: pd.DataFrame, members: pd.DataFrame) -> Table:
+    who = people.loc[members["person_key"].to_numpy()]
     fields = _person_fields(world, members, who)
     records = pd.DataFrame({
         "FAMILY_ID": members["FAMILY_ID"].to_numpy(), "PERSON_ID": members["PERSON_ID"].to_numpy(),
@@ -334,22 +361,24 @@ def _person_fields(world: World, members: pd.DataFrame, who: pd.DataFrame) -> di
     surname = np.where(~np.isnat(changed) & (changed <= from_date), who["surname_after"].to_numpy(dtype=object),
                        who["surname"].to_numpy(dtype=object))
     surname = pd.Series(surname, dtype=object)
-    surname = D.shorten_hyphenated(surname, _stream(world, "hyphen"), rates.hyphenated_surname_partial)
-    surname = D.to_cp1252(D.typo(surname, _stream(world, "surname_typo"), rates.surname_typo))
+    hyphenated = surname.str.contains("-", na=False).to_numpy()
+    surname[hyphenated] = D.shorten_hyphenated(surname[hyphenated], _stream(world, "hyphen"),
+                                               rates.hyphenated_surname_partial).to_numpy(dtype=object)
+    surname = _cp1252(D.typo(surname, _stream(world, "surname_typo"), rates.surname_typo))
 
     true_forename = pd.Series(who["forename"].to_numpy(dtype=object), dtype=object)
     nickname = D.nickname(true_forename, _stream(world, "nickname"), rates.nickname[SYSTEM])
     has_nickname = (nickname != true_forename).to_numpy()
     typed_as_forename = has_nickname & (_stream(world, "nickname_as_forename").random(len(members)) < FORENAME_IS_NICKNAME)
     forename = true_forename.where(~typed_as_forename, nickname)
-    forename = D.to_cp1252(D.typo(forename, _stream(world, "forename_typo"), rates.forename_typo))
-    known_as = D.to_cp1252(nickname.where(has_nickname & ~typed_as_forename, None))
+    forename = _cp1252(D.typo(forename, _stream(world, "forename_typo"), rates.forename_typo))
+    known_as = _cp1252(nickname.where(has_nickname & ~typed_as_forename, None))
 
     dob = D.swap_day_month(pd.Series(_day(who["birth_date"])), _stream(world, "dob"), rates.dob_day_month_swap)
     return {
         "SURNAME": surname.to_numpy(), "FORENAME": forename.to_numpy(), "KNOWN_AS": known_as.to_numpy(),
         "DOB": _uk(dob), "GENDER": _genders(world, who["sex"].to_numpy()),
-        "ETHNICITY": _ethnicities(world, members["person_key"].to_numpy()),
+        "ETHNICITY": _ethnicities(world, who["ethnicity"].to_numpy(dtype=object)),
         "NHS_NO": _nhs_numbers(world, who["nhs_number"]),
         "UPN": _upns(world, who, from_date),
     }
@@ -363,29 +392,29 @@ def _genders(world: World, sex: np.ndarray) -> np.ndarray:
                     np.where(draw < GENDER_UNKNOWN + GENDER_LEGACY_SHARE, legacy, text)).astype(object)
 
 
-def true_ethnicity(world: World) -> pd.Series:
-    """Each person's CBDS ethnicity code, indexed by person_key.
+def true_ethnicity(world: World, rows: np.ndarray) -> np.ndarray:
+    """The CBDS ethnicity code of the persons selected by the boolean mask ``rows``.
 
     The population does not carry one, so it is drawn here from the mix of the
-    household's group (``names.GROUPS``); one draw per person, whatever records they have.
+    household's group (``names.GROUPS``): one draw per person of the city, so a person's
+    ethnicity does not depend on who else early help sees.
     """
     persons = world.persons
     if "ethnicity" in persons:
-        return persons.set_index("person_key")["ethnicity"]
-    draw = world.config.rng("ethnicity").random(len(persons))
-    group = persons["group"].to_numpy()
-    codes = np.full(len(persons), "NOBT", dtype=object)
+        return persons.loc[rows, "ethnicity"].to_numpy(dtype=object)
+    draw = world.config.rng("ethnicity").random(len(persons))[rows]
+    group = persons.loc[rows, "group"].to_numpy(dtype=object)
+    codes = np.full(len(group), "NOBT", dtype=object)
     for name, (_, mix, _) in GROUPS.items():
         mask = group == name
         bounds = np.cumsum(list(mix.values())) / sum(mix.values())
         pick = np.minimum(np.searchsorted(bounds, draw[mask], side="right"), len(bounds) - 1)
         codes[mask] = np.asarray(list(mix), dtype=object)[pick]
-    return pd.Series(codes, index=persons["person_key"].to_numpy())
+    return codes
 
 
-def _ethnicities(world: World, person_keys: np.ndarray) -> np.ndarray:
+def _ethnicities(world: World, code: np.ndarray) -> np.ndarray:
     """Free text for most records, the CBDS code for migrated ones, blank for a few."""
-    code = true_ethnicity(world).loc[person_keys].to_numpy(dtype=object)
     text = pd.Series(code).map(ETHNICITY_TEXT).to_numpy(dtype=object)
     draw = _stream(world, "ethnicity_style").random(len(code))
     return np.where(draw < ETHNICITY_STYLE["text"], text,
@@ -397,7 +426,9 @@ def _nhs_numbers(world: World, nhs: pd.Series) -> np.ndarray:
     nhs = pd.Series(nhs.to_numpy(dtype=object), dtype=object)
     nhs = D.blank(nhs, _stream(world, "nhs_missing"), rates.nhs_missing[SYSTEM])
     nhs = D.corrupt_nhs_number(nhs, _stream(world, "nhs_check"), rates.invalid_check_digit)
-    return D.spaced_nhs(nhs, _stream(world, "nhs_spaced"), NHS_SPACED).to_numpy(dtype=object)
+    typed = nhs.notna().to_numpy()
+    nhs[typed] = D.spaced_nhs(nhs[typed], _stream(world, "nhs_spaced"), NHS_SPACED).to_numpy(dtype=object)
+    return nhs.to_numpy(dtype=object)
 
 
 def _upns(world: World, who: pd.DataFrame, from_date: np.ndarray) -> np.ndarray:
@@ -565,9 +596,9 @@ def _episodes_table(eps: pd.DataFrame) -> Table:
 
 
 # ------------------------------------------------------------------ assessments and reviews
-def _children_aged(world: World, household_keys: np.ndarray, when: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def _children_aged(people: pd.DataFrame, household_keys: np.ndarray, when: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Whether each household had a living child aged lo <= age < hi on each date."""
-    kids = world.children()[["household_key", "birth_date", "death_date"]]
+    kids = people.loc[people["role"].to_numpy() == "child", ["household_key", "birth_date", "death_date"]]
     query = pd.DataFrame({"row": np.arange(len(household_keys)), "household_key": household_keys, "when": when})
     pairs = query.merge(kids, on="household_key")
     age = _years_between(pairs["birth_date"], pairs["when"])
@@ -578,7 +609,7 @@ def _children_aged(world: World, household_keys: np.ndarray, when: np.ndarray, l
     return out
 
 
-def _assessments(world: World, eps: pd.DataFrame) -> pd.DataFrame:
+def _assessments(world: World, people: pd.DataFrame, eps: pd.DataFrame) -> pd.DataFrame:
     """One family assessment per allocated episode, begun soon after allocation and
     signed off two to six weeks later (never, if the episode closes first)."""
     rng = _stream(world, "assessments")
@@ -590,7 +621,7 @@ def _assessments(world: World, eps: pd.DataFrame) -> pd.DataFrame:
     completed = np.where(~np.isnat(end) & (completed > end), np.datetime64("NaT"), completed)
     households = alloc["household_key"].to_numpy()
     needs = world.needs.at(households, start)
-    under_five = _children_aged(world, households, start, 0, 5)
+    under_five = _children_aged(people, households, start, 0, 5)
     codes, count = _headline_needs(rng, needs, under_five)
     out = pd.DataFrame({
         "EPISODE_ID": alloc["EPISODE_ID"].to_numpy(), "FAMILY_ID": alloc["FAMILY_ID"].to_numpy(),
@@ -639,7 +670,7 @@ def _assessments_table(assessments: pd.DataFrame) -> Table:
     return Table("ASSESSMENTS.csv", records, reveal={"COMPLETED_DATE": "_completed", "NEEDS": "_completed"})
 
 
-def _reviews(world: World, eps: pd.DataFrame) -> pd.DataFrame:
+def _reviews(world: World, people: pd.DataFrame, eps: pd.DataFrame) -> pd.DataFrame:
     """Team-around-the-family reviews every six to eight weeks from allocation until the
     episode closes, rated red, amber or green by how the family is doing."""
     rng = _stream(world, "reviews")
@@ -659,8 +690,8 @@ def _reviews(world: World, eps: pd.DataFrame) -> pd.DataFrame:
     needs = world.needs.at(households, meeting)
     out = pd.DataFrame({"EPISODE_ID": alloc["EPISODE_ID"].to_numpy()[row], "meeting": meeting})
     out["PLAN_RAG"] = _plan_rag(rng, needs, alloc.iloc[row], offset)
-    out["AGENCIES"] = _agencies(rng, needs, _children_aged(world, households, meeting, 0, 5),
-                                _children_aged(world, households, meeting, 4, 19))
+    out["AGENCIES"] = _agencies(rng, needs, _children_aged(people, households, meeting, 0, 5),
+                                _children_aged(people, households, meeting, 4, 19))
     out = out.sort_values(["meeting", "EPISODE_ID"], kind="stable").reset_index(drop=True)
     out["REVIEW_ID"] = _ids(REVIEW_ID_BASE, len(out))
     return out
@@ -675,7 +706,7 @@ def _plan_rag(rng: np.random.Generator, needs: pd.DataFrame, episode: pd.DataFra
     trend = episode["end_reason"].map(OUTCOME_TREND).fillna(0.0).to_numpy(dtype=float)
     score = (0.55 * needs.sum(axis=1).to_numpy() + 0.25 * episode["severity"].to_numpy(dtype=float)
              + trend * progress + rng.normal(0, 0.6, n))
-    return np.where(score >= 2.0, "R", np.where(score >= 1.0, "A", "G")).astype(object)
+    return np.where(score >= 1.7, "R", np.where(score >= 0.7, "A", "G")).astype(object)
 
 
 def _agencies(rng: np.random.Generator, needs: pd.DataFrame, under_five: np.ndarray, school_age: np.ndarray) -> np.ndarray:
@@ -729,7 +760,7 @@ def _workers_table(world: World) -> Table:
         "WORKER_ID": staff["worker_id"].astype(str).to_numpy(), "SURNAME": surname, "FORENAME": forename,
         "ROLE": staff["role"].to_numpy(dtype=object), "TEAM": staff["team"].to_numpy(dtype=object),
         "DISTRICT": staff["district"].to_numpy(dtype=object),
-        "FTE": staff["fte"].astype(float).map(lambda f: f"{f:g}" if f != int(f) else f"{f:.1f}").to_numpy(dtype=object),
+        "FTE": staff["fte"].astype(float).map(str).to_numpy(dtype=object),  # 1.0, 0.8, 0.5
         "START_DATE": _uk(staff["start_date"]), "END_DATE": None,
         "_created": _day(staff["start_date"]),
     })

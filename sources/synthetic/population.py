@@ -46,6 +46,7 @@ def build_population(config: CityConfig) -> Population:
     persons = _surname_changes(config, rng, persons, start, end)
     persons = _identifiers(config, rng, persons, end)
     persons = _twin_names(rng, persons)
+    persons["ethnicity"] = _ethnicity(rng, persons)
 
     geography = build_geography(config, len(households))
     households, residences = _homes(config, rng, households, geography, start, end)
@@ -212,6 +213,18 @@ def _names_for(rng, group: np.ndarray, kind: str) -> np.ndarray:
 
 def _forenames(rng, group: np.ndarray, sex: np.ndarray) -> np.ndarray:
     return np.where(sex == "F", _names_for(rng, group, "F"), _names_for(rng, group, "M"))
+
+
+def _ethnicity(rng, persons: pd.DataFrame) -> np.ndarray:
+    """One CBDS ethnicity code per person, drawn once so that every system that
+    records it starts from the same truth (and then records it in its own code list)."""
+    out = np.empty(len(persons), dtype=object)
+    group = persons["group"].to_numpy()
+    for g, (_, codes, _) in N.GROUPS.items():
+        mask = group == g
+        weights = np.asarray(list(codes.values()))
+        out[mask] = rng.choice(list(codes), size=mask.sum(), p=weights / weights.sum())
+    return out
 
 
 # ------------------------------------------------------------------ life events

@@ -43,7 +43,9 @@ PRIMARY_NEED = {"domestic_abuse": "N1", "mental_health": "N3", "substance_misuse
                 "poverty": "N7", "housing": "N4", "child_behaviour": "N6", "none": "N5"}
 # Funding relative to demand: the most deprived districts are the most stretched,
 # which is where the review found families waiting three months or more.
-DISTRICT_FUNDING = {"CENTRAL": 0.80, "EAST": 0.90, "NORTH": 1.0, "SOUTH": 1.05, "WEST": 1.0}
+DISTRICT_FUNDING = {"CENTRAL": 0.66, "EAST": 0.88, "NORTH": 1.0, "SOUTH": 1.05, "WEST": 1.0}
+# relative early help referral volume by calendar month, January first
+EH_SEASON = (1.0, 1.0, 1.1, 0.9, 1.0, 1.0, 0.8, 0.3, 1.3, 1.6, 1.6, 1.2)
 HEALTH_SOURCES = ("3A", "3B", "3C", "3D", "3E", "3F")
 SCHOOL_SOURCES = ("2A", "2B")
 
@@ -371,11 +373,16 @@ def _direct_eh_referrals(world, rng, routed: pd.DataFrame) -> pd.DataFrame:
     # who: children in households with needs, a few without
     kids = world.children()
     kids = kids[kids["birth_date"] < np.datetime64(config.end)]
-    span = (np.datetime64(config.end, "D") - np.datetime64(config.start, "D")) / DAY
-    when = np.datetime64(config.start, "D") + (rng.random(len(kids)) * span).astype(np.int64) * DAY
+    # schools refer most in the autumn term and least in August: the queue builds each autumn
+    days = np.arange(np.datetime64(config.start, "D"), np.datetime64(config.end, "D") + DAY)
+    month = days.astype("datetime64[M]").astype(int) % 12
+    season = np.asarray(EH_SEASON)[month]
+    when = rng.choice(days, size=len(kids), p=season / season.sum())
     n_needs = world.needs.count_at(kids["household_key"].to_numpy(), when)
     age = (when - kids["birth_date"].to_numpy().astype("datetime64[D]")) / DAY / 365.25
-    weight = np.where((age >= 0) & (age < 18), np.exp(1.1 * n_needs), 0.0)
+    death = kids["death_date"].to_numpy()
+    alive = np.isnat(death) | (death > when)
+    weight = np.where((age >= 0) & (age < 18) & alive, np.exp(1.1 * n_needs), 0.0)
     pick = rng.choice(len(kids), size=count, p=weight / weight.sum())
     refs = pd.DataFrame({
         "household_key": kids["household_key"].to_numpy()[pick], "person_key": kids["person_key"].to_numpy()[pick],
@@ -411,7 +418,8 @@ def _key_workers(config: CityConfig, refs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for district in DISTRICTS:
         per_year = (refs["district"].to_numpy() == district).sum() / years
-        fte_needed = per_year * median_days * 1.12 / 365.25 / config.calibration.key_worker_families_standard
+        # about 83% of accepted referrals open an episode (measured); the rest join an open one
+        fte_needed = 0.83 * per_year * median_days * 1.12 / 365.25 / config.calibration.key_worker_families_standard
         fte_funded = max(1.0, fte_needed * config.calibration.key_worker_staffing_ratio * DISTRICT_FUNDING[district])
         total = 0.0
         while total < fte_funded:
@@ -432,11 +440,9 @@ def _key_workers(config: CityConfig, refs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _episode_requests(refs: pd.DataFrame) -> pd.DataFrame:
-    """Accepted referrals that open an episode: a family already open or waiting is
-    not opened twice (the later referral joins the open episode)."""
-    acc = refs[refs["accepted"]]
-    acc = _drop_overlapping(acc.assign(_end=acc["referral_date"] + 200 * DAY), "household_key", "referral_date", "_end")
-    return acc.drop(columns="_end")
+    """Accepted referrals: each opens an episode unless the family's episode is still
+    open or waiting when it arrives (decided in ``_allocate_key_workers``)."""
+    return refs[refs["accepted"]]
 
 
 def _allocate_key_workers(config: CityConfig, acc: pd.DataFrame, workers: pd.DataFrame) -> pd.DataFrame:
@@ -461,11 +467,19 @@ def _allocate_key_workers(config: CityConfig, acc: pd.DataFrame, workers: pd.Dat
     days = int((np.datetime64(config.end, "D") - start) / DAY) + 1
     queues = {d: [] for d in DISTRICTS}
     by_day = pd.Series(order).groupby(arrive[order]).apply(list).to_dict()
+    family = acc["household_key"].to_numpy()
+    open_episode: dict[str, int] = {}  # household -> its episode still open or waiting
+    opens = np.zeros(n, dtype=bool)
     for day in range(days):
         while releases and releases[0][0] <= day:
             _, w = heapq.heappop(releases)
             load[w] -= 1
         for i in by_day.get(day, []):
+            current = open_episode.get(family[i])
+            if current is not None and (ended[current] < 0 or ended[current] > day):
+                continue  # joins the family's open episode
+            open_episode[family[i]] = i
+            opens[i] = True
             queues[district[i]].append(i)
         for d, queue in queues.items():
             if not queue:
@@ -488,6 +502,7 @@ def _allocate_key_workers(config: CityConfig, acc: pd.DataFrame, workers: pd.Dat
                 if load[w] >= w_cap[w]:
                     avail = avail[avail != w]
     episodes = acc.copy()
+    episodes["opens"] = opens
     episodes["start_date"] = episodes["referral_date"]
     episodes["allocated_date"] = np.where(allocated >= 0, start + allocated * DAY, np.datetime64("NaT"))
     episodes["worker_index"] = worker_of
@@ -502,8 +517,9 @@ def _allocate_key_workers(config: CityConfig, acc: pd.DataFrame, workers: pd.Dat
         ["DISENGAGED", "MOVED_AWAY", "UNIVERSAL", "CONSENT_WITHDRAWN"], "OUTCOMES_MET"))
     reason = np.where(allocated < 0, "CONSENT_WITHDRAWN", reason)
     episodes["end_reason"] = np.where(pd.isna(episodes["end_date"]), None, reason)
-    episodes["episode_no"] = np.arange(n)
-    return episodes.reset_index(drop=True)
+    episodes = episodes[episodes.pop("opens").to_numpy()].reset_index(drop=True)
+    episodes["episode_no"] = np.arange(len(episodes))
+    return episodes
 
 
 def _step_up_referrals(world, episodes: pd.DataFrame, eh_refs: pd.DataFrame) -> pd.DataFrame:
@@ -563,10 +579,9 @@ def mosaic_people(world, csc: pd.DataFrame) -> pd.DataFrame:
     dup_pool = children.sample(frac=1.0, random_state=int(rng.integers(0, 2**31)))
     n_dup = int(round(len(children) * config.defects.mosaic_duplicate))
     dups = dup_pool.head(n_dup).copy()
-    second = refs2.set_index("person_key")["referral_date"]
-    dups["created"] = np.where(dups["person_key"].isin(second.index),
-                               dups["person_key"].map(second).to_numpy(),
-                               dups["created"].to_numpy() + rng.integers(1, 30, len(dups)) * DAY).astype("datetime64[D]")
+    second = refs2.set_index("person_key")["referral_date"].astype("datetime64[ns]")  # typed even when empty
+    soon_after = pd.to_datetime(dups["created"]) + pd.to_timedelta(rng.integers(1, 30, len(dups)), unit="D")
+    dups["created"] = dups["person_key"].map(second).fillna(soon_after).to_numpy().astype("datetime64[D]")
     dups["duplicate_of"] = None
     master_id = dups["pers_person_id"].to_numpy()
     dups["pers_person_id"] = (2_000_002 + np.arange(len(dups)) * 3).astype(str)

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from . import defects as D
-from . import names as N
 from .output import Drop, as_of, drop_dates, fmt_date, fmt_flag, fmt_local_datetime
 
 DAY = np.timedelta64(1, "D")
@@ -67,7 +66,8 @@ def _person_id_at_referral(people: pd.DataFrame, refs: pd.DataFrame) -> np.ndarr
     existed on the day (a duplicate made at a referral carries that referral)."""
     recs = people[["person_key", "pers_person_id", "created"]].copy()
     recs["created"] = pd.to_datetime(recs["created"])
-    q = pd.DataFrame({"person_key": refs["person_key"].to_numpy(),
+    recs["person_key"] = recs["person_key"].astype("str")
+    q = pd.DataFrame({"person_key": refs["person_key"].astype("str").to_numpy(),
                       "when": pd.to_datetime(refs["referral_date"]), "_row": np.arange(len(refs))})
     joined = pd.merge_asof(q.sort_values("when"), recs.sort_values("created"), left_on="when",
                            right_on="created", by="person_key", direction="backward")
@@ -99,7 +99,7 @@ def _person(world, people: pd.DataFrame):
         "pers_forename": forename.to_numpy(),
         "pers_surname": surname.to_numpy(),
         "pers_sex": p["sex"].to_numpy(),
-        "pers_ethnicity": ethnicity_codes(world, p),
+        "pers_ethnicity": p["ethnicity"].to_numpy(),
         "pers_dob": fmt_date(dob).to_numpy(),
         "pers_expected_dob": fmt_date(np.where(unborn, people["unborn_until"].to_numpy() + rng.integers(-10, 11, n) * DAY, NAT)).to_numpy(),
         "pers_death_date": fmt_date(p["death_date"].to_numpy()).to_numpy(),
@@ -117,17 +117,6 @@ def _person(world, people: pd.DataFrame):
     reveal = {"pers_forename": "_born", "pers_dob": "_born", "pers_common_child_id": "_born",
               "pers_duplicate_of": "_merged", "pers_death_date": "_died"}
     return records.sort_values("pers_person_id", kind="stable"), reveal
-
-
-def ethnicity_codes(world, people: pd.DataFrame) -> np.ndarray:
-    """A CBDS code per person from their household's background, drawn once."""
-    rng = world.config.rng("social_care.ethnicity")
-    out = np.empty(len(people), dtype=object)
-    group = people["group"].to_numpy()
-    for g, (_, codes, _) in N.GROUPS.items():
-        mask = group == g
-        out[mask] = rng.choice(list(codes), size=mask.sum(), p=np.asarray(list(codes.values())) / sum(codes.values()))
-    return out
 
 
 def _address(world, people: pd.DataFrame):

@@ -53,8 +53,9 @@ class World:
             "household_key": np.asarray(household_keys, dtype=object),
             "when": np.asarray(dates, dtype="datetime64[ns]"),
             "_row": np.arange(len(household_keys)),
-        }).sort_values("when", kind="stable")
-        periods = res.sort_values("valid_from", kind="stable").astype({"valid_from": "datetime64[ns]"})
+        }).astype({"household_key": "str"}).sort_values("when", kind="stable")
+        periods = res.sort_values("valid_from", kind="stable").astype(
+            {"valid_from": "datetime64[ns]", "household_key": "str"})
         joined = pd.merge_asof(query, periods, left_on="when", right_on="valid_from", by="household_key",
                                direction="backward")
         # Before the first recorded move-in, the first known address stands.

@@ -12,7 +12,7 @@ from sources.synthetic.config import CityConfig
 from sources.synthetic.services import simulate_services
 from sources.synthetic.world import build_world
 
-CITY = CityConfig(children=20_000, seed=11)
+CITY = CityConfig(children=20_000, seed=1)
 
 
 @pytest.fixture(scope="module")
