@@ -51,12 +51,15 @@ def _postcodes(rng: np.random.Generator, households_needed: int) -> pd.DataFrame
     outward_no = 1
     for district in DISTRICTS:
         units = max(40, int(units_needed * DISTRICT_SHARE[district]))
-        per_outward = int(np.ceil(units / OUTWARD_PER_DISTRICT))
-        sectors = int(np.ceil(per_outward / 40))
-        for _ in range(OUTWARD_PER_DISTRICT):
+        # A sector (the digit after the space) holds at most 400 units (20 x 20 letters)
+        # and an outward code at most ten sectors: bigger cities get more outward codes.
+        outwards = max(OUTWARD_PER_DISTRICT, int(np.ceil(units / 4000)))
+        per_outward = int(np.ceil(units / outwards))
+        sectors = min(10, int(np.ceil(per_outward / 40)))
+        for _ in range(outwards):
             k = np.arange(per_outward)
             sector = k % sectors
-            letters = (k // sectors) % (len(INWARD_LETTERS) ** 2)
+            letters = k // sectors  # < 400 because per_outward <= 4000
             inward = [
                 f"{s}{INWARD_LETTERS[l // 20]}{INWARD_LETTERS[l % 20]}" for s, l in zip(sector, letters)
             ]

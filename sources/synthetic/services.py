@@ -581,7 +581,8 @@ def mosaic_people(world, csc: pd.DataFrame) -> pd.DataFrame:
     dups = dup_pool.head(n_dup).copy()
     second = refs2.set_index("person_key")["referral_date"].astype("datetime64[ns]")  # typed even when empty
     soon_after = pd.to_datetime(dups["created"]) + pd.to_timedelta(rng.integers(1, 30, len(dups)), unit="D")
-    dups["created"] = dups["person_key"].map(second).fillna(soon_after).to_numpy().astype("datetime64[D]")
+    at_second = second.reindex(dups["person_key"].to_numpy())  # keeps its datetime type, even when empty
+    dups["created"] = np.where(at_second.notna(), at_second.to_numpy(), soon_after.to_numpy()).astype("datetime64[D]")
     dups["duplicate_of"] = None
     master_id = dups["pers_person_id"].to_numpy()
     dups["pers_person_id"] = (2_000_002 + np.arange(len(dups)) * 3).astype(str)

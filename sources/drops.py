@@ -1,0 +1,117 @@
+"""Finding complete drops in a landing folder and checking them against their manifest.
+
+A drop is ``<landing>/<system>/<YYYY-MM-DD>/`` with ``_manifest.json`` written last
+(CONTRACT.md, "Drops"). A folder without a manifest is still being written and is not
+read. A drop whose files disagree with the manifest (row count or sha256) is rejected
+whole, with a reason that names the file; the warehouse keeps its last good state.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+SYSTEMS = ("education", "health", "social_care", "early_help", "mash", "reference")
+MANIFEST = "_manifest.json"
+
+
+@dataclass(frozen=True)
+class ManifestFile:
+    name: str
+    rows: int
+    sha256: str
+
+
+@dataclass
+class Drop:
+    system: str
+    extract_date: date
+    folder: Path
+    mode: str = ""
+    files: list[ManifestFile] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def partition(self) -> str:
+        return self.extract_date.isoformat()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def fingerprint(self) -> str:
+        """One checksum for the drop's content: the same delivery twice has the same one."""
+        digest = hashlib.sha256()
+        for f in sorted(self.files, key=lambda f: f.name):
+            digest.update(f"{f.name}:{f.sha256};".encode())
+        return digest.hexdigest()
+
+
+def find_drops(landing: Path, systems: tuple[str, ...] = SYSTEMS) -> list[Drop]:
+    """Every complete drop (one with a manifest) under ``landing``, oldest first."""
+    found = []
+    for system in systems:
+        root = Path(landing) / system
+        if not root.is_dir():
+            continue
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            try:
+                extract_date = date.fromisoformat(folder.name)
+            except ValueError:
+                continue  # not a drop folder
+            if (folder / MANIFEST).exists():
+                found.append(read_manifest(system, extract_date, folder))
+    return sorted(found, key=lambda d: (d.extract_date, d.system))
+
+
+def read_manifest(system: str, extract_date: date, folder: Path) -> Drop:
+    drop = Drop(system, extract_date, folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        drop.mode = manifest["mode"]
+        drop.files = [ManifestFile(f["name"], int(f["rows"]), str(f["sha256"])) for f in manifest["files"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        drop.problems.append(f"{system}/{folder.name}/{MANIFEST}: unreadable manifest ({error})")
+        return drop
+    if manifest.get("system") != system:
+        drop.problems.append(f"{system}/{folder.name}/{MANIFEST}: names system {manifest.get('system')!r}")
+    if manifest.get("extract_date") != folder.name:
+        drop.problems.append(f"{system}/{folder.name}/{MANIFEST}: names extract date {manifest.get('extract_date')!r}")
+    return drop
+
+
+def verify(drop: Drop, encoding: str = "utf-8") -> Drop:
+    """Check every listed file's sha256 and data-row count; note every mismatch."""
+    where = f"{drop.system}/{drop.partition}"
+    listed = {f.name for f in drop.files}
+    for extra in sorted(p.name for p in drop.folder.iterdir() if p.is_file() and p.name != MANIFEST and p.name not in listed):
+        drop.problems.append(f"{where}/{extra}: file not listed in the manifest")
+    for f in drop.files:
+        path = drop.folder / f.name
+        if not path.exists():
+            drop.problems.append(f"{where}/{f.name}: listed in the manifest but missing")
+            continue
+        data = path.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != f.sha256:
+            drop.problems.append(f"{where}/{f.name}: sha256 {actual[:12]}… does not match the manifest's {f.sha256[:12]}…"
+                                 " (truncated or corrupt)")
+            continue
+        rows = count_rows(data, f.name, encoding)
+        if rows != f.rows:
+            drop.problems.append(f"{where}/{f.name}: {rows} data rows, the manifest says {f.rows}")
+    return drop
+
+
+def count_rows(data: bytes, name: str, encoding: str) -> int:
+    """Data rows as the manifest counts them: NDJSON lines, or CSV records less the header."""
+    if name.endswith(".ndjson"):
+        return sum(1 for line in data.splitlines() if line.strip())
+    text = data.decode(encoding, errors="replace")
+    return max(0, sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1)

@@ -1,0 +1,336 @@
+"""Stage one delivered table: parse, type and check it against its contract.
+
+Parsing is Arrow's (every value read as text, with the physical line number kept);
+typing and the row rules are SQL generated from the contract and run in DuckDB. Each
+row ends in exactly one place:
+
+- staged, typed, when it breaks no hard rule; a value that breaks a soft rule (an NHS
+  number failing modulus 11, a UPN failing its check letter, a placeholder postcode,
+  an unknown code in an optional column) is moved to ``<column>_flagged`` and counted;
+- quarantined, with system, drop, file, line, column, rule and raw value, when it
+  breaks a hard rule (unparseable value, missing required value, unknown code in a
+  required column) or cannot be read at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .contracts import Column, Contract, Table
+
+SQL_DIR = Path(__file__).parent / "sql"
+ISSUE_SCHEMA = pa.schema([
+    ("line_no", pa.int64()), ("column_name", pa.string()), ("rule", pa.string()),
+    ("severity", pa.string()), ("raw_value", pa.string()), ("message", pa.string()),
+])
+SQL_TYPE = {"text": "VARCHAR", "integer": "BIGINT", "decimal": "DOUBLE", "date": "DATE", "datetime": "TIMESTAMP",
+            "timestamp": "TIMESTAMPTZ", "boolean": "BOOLEAN", "flag": "BOOLEAN", "json": "JSON"}
+
+
+@dataclass
+class RawTable:
+    """A file read as text: one string column per header field plus ``_line``."""
+
+    rows: pa.Table
+    issues: pa.Table  # file-level and unreadable-line issues (ISSUE_SCHEMA)
+    header: list[str]
+
+
+@dataclass
+class StagedTable:
+    """One table staged for one or more drops; every row and issue carries ``_drop``."""
+
+    rows: pa.Table  # typed, contract columns + <col>_flagged + _drop + _line
+    issues: pa.Table  # every issue, hard and soft (ISSUE_SCHEMA + _drop)
+    counts: dict[str, dict[str, int]]  # drop -> delivered, staged, quarantined, flagged
+
+
+@cache
+def macros_sql() -> str:
+    return (SQL_DIR / "macros.sql").read_text(encoding="utf-8")
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(macros_sql())
+
+
+# ------------------------------------------------------------------ reading
+def read_csv_text(path: Path, encoding: str) -> RawTable:
+    """Read a CSV as text. Undecodable and malformed lines become issues, not errors."""
+    data = Path(path).read_bytes()
+    text, bad = _decode(data, encoding)
+    lines = text.splitlines()
+    if not lines:
+        return RawTable(pa.table({"_line": pa.array([], pa.int64())}), _issues(bad), [])
+    header = next(csv.reader([lines[0]]))
+    unreadable: list[dict] = []
+
+    def on_invalid(row) -> str:
+        unreadable.append({"line_no": _physical(row.number, bad), "column_name": None, "rule": "unreadable_line",
+                           "severity": "hard", "raw_value": row.text[:500],
+                           "message": f"{row.actual_columns} fields where the header has {row.expected_columns}"})
+        return "skip"
+
+    table = pacsv.read_csv(
+        io.BytesIO(text.encode("utf-8")),
+        read_options=pacsv.ReadOptions(use_threads=False, column_names=None),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
+                                             strings_can_be_null=True, quoted_strings_can_be_null=True),
+    )
+    skipped = {u["line_no"] for u in unreadable} | {b["line_no"] for b in bad}
+    line_numbers = _data_line_numbers(table, text, len(lines) + len(bad), skipped)
+    table = table.append_column("_line", pa.array(line_numbers, pa.int64()))
+    return RawTable(table, _issues(bad + unreadable), header)
+
+
+def _decode(data: bytes, encoding: str) -> tuple[str, list[dict]]:
+    """Decode the whole file; if that fails, decode line by line and report the lines
+    that cannot be read in this encoding."""
+    try:
+        return data.decode(encoding), []
+    except UnicodeDecodeError:
+        pass
+    good, bad = [], []
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            good.append(raw.decode("utf-8-sig" if number == 1 and encoding == "utf-8-sig" else
+                                   ("utf-8" if encoding == "utf-8-sig" else encoding)))
+        except UnicodeDecodeError as error:
+            bad.append({"line_no": number, "column_name": None, "rule": "wrong_encoding", "severity": "hard",
+                        "raw_value": raw.decode(encoding, errors="replace")[:500],
+                        "message": f"not valid {encoding}: {error.reason} at byte {error.start}"})
+    return "".join(good), bad
+
+
+def _physical(number: int | None, removed: list[dict]) -> int | None:
+    """Arrow numbers rows of the text it was given; add back lines removed before it."""
+    if number is None:
+        return None
+    line = number
+    for r in sorted(b["line_no"] for b in removed):
+        if r <= line:
+            line += 1
+    return line
+
+
+def _data_line_numbers(table: pa.Table, text: str, physical_lines: int, skipped: set[int]) -> list[int]:
+    """The physical line each parsed record started on (line 1 is the header)."""
+    multiline = any(
+        pc.any(pc.match_substring(table[c], "\n")).as_py() for c in table.column_names
+        if pa.types.is_string(table[c].type))
+    if not multiline:  # the usual case: one record per line
+        return [n for n in range(2, physical_lines + 1) if n not in skipped][: table.num_rows]
+    # a quoted value spans lines: let the csv module say where each record starts
+    reader = csv.reader(io.StringIO(text, newline=""))
+    starts, line = [], 1
+    for _ in reader:
+        starts.append(line)
+        line = reader.line_num + 1
+    return [n for n in starts[1:] if n not in skipped][: table.num_rows]
+
+
+def _issues(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=ISSUE_SCHEMA)
+
+
+# ------------------------------------------------------------------ checking and typing
+def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table,
+                files: dict[str, RawTable]) -> StagedTable:
+    """Type and check one table's files from several drops (``{drop: RawTable}``) in
+    one pass, splitting rows into staged rows and issues."""
+    issues, usable = [], []
+    for drop, raw in files.items():
+        missing = [c for c in table.column_names if c not in raw.header]
+        file_issues = [raw.issues]
+        for name in [h for h in raw.header if h not in table.column_names]:
+            file_issues.append(_issues([{"line_no": 1, "column_name": name, "rule": "unexpected_column",
+                                         "severity": "soft", "raw_value": None,
+                                         "message": f"column {name!r} is not in the contract and is not staged"}]))
+        if missing:  # without a contract column no row can be trusted: the file is quarantined whole
+            file_issues.append(_issues([{"line_no": 1, "column_name": name, "rule": "missing_column", "severity": "hard",
+                                         "raw_value": None, "message": f"header lacks contract column {name!r}"}
+                                        for name in missing]))
+            n = raw.rows.num_rows
+            file_issues.append(pa.table({
+                "line_no": raw.rows["_line"], "column_name": pa.nulls(n, pa.string()),
+                "rule": pa.array(["file_rejected"] * n, pa.string()), "severity": pa.array(["hard"] * n, pa.string()),
+                "raw_value": pa.nulls(n, pa.string()),
+                "message": pa.array([f"file lacks column(s) {', '.join(missing)}"] * n, pa.string())}))
+        else:
+            usable.append(raw.rows.select(table.column_names + ["_line"]).append_column(
+                "_drop", pa.array([drop] * raw.rows.num_rows, pa.string())))
+        for part in file_issues:
+            issues.append(part.cast(ISSUE_SCHEMA).append_column("_drop", pa.array([drop] * part.num_rows, pa.string())))
+
+    if usable:
+        con.register("_raw", pa.concat_tables(usable))
+        try:
+            row_issues = con.sql(_issues_sql(contract, table)).to_arrow_table()
+            con.register("_row_issues", row_issues)
+            staged = con.sql(_typed_sql(contract, table)).to_arrow_table()
+        finally:
+            con.unregister("_raw")
+        con.unregister("_row_issues")
+        issues.append(row_issues.cast(ISSUE_SCHEMA.append(pa.field("_drop", pa.string()))))
+    else:
+        staged = _empty_staged(table)
+    all_issues = pa.concat_tables(issues) if issues else _issues([]).append_column("_drop", pa.array([], pa.string()))
+    return StagedTable(staged, all_issues, _counts(files, staged, all_issues))
+
+
+def _counts(files: dict[str, RawTable], staged: pa.Table, issues: pa.Table) -> dict[str, dict[str, int]]:
+    con = duckdb.connect()
+    con.register("staged", staged)
+    con.register("issues", issues)
+    staged_n = dict(con.sql("SELECT _drop, count(*) FROM staged GROUP BY 1").fetchall())
+    hard = dict(con.sql("SELECT _drop, count(DISTINCT line_no) FROM issues WHERE severity = 'hard' AND line_no > 1 "
+                        "OR rule = 'file_rejected' GROUP BY 1").fetchall())
+    soft = dict(con.sql("SELECT _drop, count(*) FROM issues WHERE severity = 'soft' AND line_no > 1 GROUP BY 1").fetchall())
+    out = {}
+    for drop, raw in files.items():
+        delivered = raw.rows.num_rows + pc.sum(pc.not_equal(raw.issues["line_no"], 1)).as_py() if raw.issues.num_rows else raw.rows.num_rows
+        out[drop] = {"delivered": int(delivered or 0), "staged": int(staged_n.get(drop, 0)),
+                     "quarantined": int(hard.get(drop, 0)), "flagged": int(soft.get(drop, 0))}
+    return out
+
+
+def _empty_staged(table: Table) -> pa.Table:
+    con = duckdb.connect()
+    return con.sql("SELECT " + ", ".join(
+        [f"NULL::{SQL_TYPE[c.type]} AS \"{c.name}\"" for c in table.columns]
+        + [f"NULL::VARCHAR AS \"{c.name}_flagged\"" for c in table.columns if _soft_rules(c)]
+        + ["NULL::VARCHAR AS _drop", "NULL::BIGINT AS _line"]) + " LIMIT 0").to_arrow_table()
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def parse_expr(contract: Contract, column: Column, raw: str) -> str:
+    """SQL turning the text ``raw`` into the column's type; NULL when it cannot."""
+    kind = column.type
+    if kind == "text":
+        return raw
+    if kind == "integer":
+        return f"TRY_CAST({raw} AS BIGINT)"
+    if kind == "decimal":
+        return f"TRY_CAST({raw} AS DOUBLE)"
+    if kind == "date":
+        return f"CAST(TRY_STRPTIME({raw}, {_literal(contract.date_format)}) AS DATE)"
+    if kind == "datetime":
+        return f"TRY_STRPTIME({raw}, {_literal(contract.datetime_format)})"
+    if kind == "timestamp":  # ISO 8601 with its offset: an instant, whatever the clocks did
+        return (f"CASE WHEN regexp_full_match({raw}, '\\d{{4}}-\\d{{2}}-\\d{{2}}T\\d{{2}}:\\d{{2}}(:\\d{{2}})?(\\.\\d+)?([+-]\\d{{2}}:\\d{{2}}|Z)')"
+                f" THEN TRY_CAST({raw} AS TIMESTAMPTZ) END")
+    if kind == "boolean":
+        return f"CASE lower({raw}) WHEN 'true' THEN true WHEN 'false' THEN false END"
+    if kind == "flag":
+        return f"CASE {raw} WHEN 'Y' THEN true WHEN 'N' THEN false END"
+    if kind == "json":
+        return f"CASE WHEN json_valid({raw}) THEN CAST({raw} AS JSON) END"
+    raise ValueError(kind)
+
+
+def _code_violation(column: Column, raw: str) -> str | None:
+    """SQL true when a non-blank value holds a code outside the column's list."""
+    if not column.codes:
+        return None
+    allowed = "[" + ", ".join(_literal(c) for c in column.codes) + "]"
+    if column.type == "json":
+        items = f"CAST(json_extract_string({raw}, '$[*]') AS VARCHAR[])"
+    elif column.separator:
+        items = f"string_split({raw}, {_literal(column.separator)})"
+    else:
+        return f"NOT list_contains({allowed}, {raw})"
+    return f"NOT list_bool_and(list_transform({items}, lambda c: list_contains({allowed}, trim(c))))"
+
+
+def _soft_rules(column: Column) -> list[tuple[str, str]]:
+    """(rule, SQL true when broken) for rules that flag a value but keep the row."""
+    raw = "{raw}"
+    rules = []
+    if column.identifier == "nhs_number":
+        rules.append(("nhs_number_check", f"NOT nhs_number_is_valid({raw})"))
+    elif column.identifier == "upn":
+        rules.append(("upn_check_letter", f"NOT upn_is_valid({raw})"))
+    elif column.identifier == "postcode":
+        rules.append(("postcode_placeholder", f"postcode_is_placeholder({raw})"))
+        rules.append(("postcode_format", f"NOT postcode_is_placeholder({raw}) AND NOT postcode_is_wellformed({raw})"))
+    if column.codes and not column.required:
+        rules.append(("unknown_code", _code_violation(column, raw)))
+    return rules
+
+
+def _hard_rules(contract: Contract, column: Column) -> list[tuple[str, str]]:
+    raw = "{raw}"
+    rules = []
+    if column.type != "text":
+        rules.append((f"unparseable_{column.type}", f"({parse_expr(contract, column, raw)}) IS NULL"))
+    if column.codes and column.required:
+        rules.append(("unknown_code", _code_violation(column, raw)))
+    return rules
+
+
+def _issues_sql(contract: Contract, table: Table) -> str:
+    parts = []
+    for column in table.columns:
+        raw = _q(column.name)
+        if column.required:
+            parts.append(_issue_select(column, "missing_required", "hard", f"{raw} IS NULL",
+                                       f"required value missing in {column.name}"))
+        for severity, rules in (("hard", _hard_rules(contract, column)), ("soft", _soft_rules(column))):
+            for rule, broken in rules:
+                condition = broken.replace("{raw}", raw)
+                parts.append(_issue_select(column, rule, severity, f"{raw} IS NOT NULL AND ({condition})",
+                                           _message(column, rule)))
+    return " UNION ALL ".join(parts) + " ORDER BY _drop, line_no, column_name"
+
+
+def _issue_select(column: Column, rule: str, severity: str, where: str, message: str) -> str:
+    return (f"SELECT _line AS line_no, {_literal(column.name)} AS column_name, {_literal(rule)} AS rule, "
+            f"{_literal(severity)} AS severity, {_q(column.name)} AS raw_value, {_literal(message)} AS message, _drop "
+            f"FROM _raw WHERE {where}")
+
+
+def _message(column: Column, rule: str) -> str:
+    what = {
+        "unparseable_date": "not a date in the contract's format", "unparseable_datetime": "not a date-time in the contract's format",
+        "unparseable_timestamp": "not an ISO 8601 timestamp with an offset", "unparseable_integer": "not a whole number",
+        "unparseable_decimal": "not a number", "unparseable_boolean": "not true/false", "unparseable_flag": "not Y/N",
+        "unparseable_json": "not valid JSON", "unknown_code": f"code not in the {column.codes_name or 'contract'} list",
+        "nhs_number_check": "NHS number fails the modulus 11 check", "upn_check_letter": "UPN fails its check letter",
+        "postcode_placeholder": "placeholder postcode", "postcode_format": "not a UK postcode",
+    }[rule]
+    return f"{column.name}: {what}"
+
+
+def _typed_sql(contract: Contract, table: Table) -> str:
+    selects = []
+    for column in table.columns:
+        raw = _q(column.name)
+        typed = parse_expr(contract, column, raw)
+        soft = _soft_rules(column)
+        if soft:
+            broken = " OR ".join("(" + b.replace("{raw}", raw) + ")" for _, b in soft)
+            selects.append(f"CASE WHEN {raw} IS NOT NULL AND ({broken}) THEN NULL ELSE {typed} END AS {raw}")
+            selects.append(f"CASE WHEN {raw} IS NOT NULL AND ({broken}) THEN {raw} END AS {_q(column.name + '_flagged')}")
+        else:
+            selects.append(f"{typed} AS {raw}")
+    selects += ["_drop", "_line"]
+    return (f"SELECT {', '.join(selects)} FROM _raw ANTI JOIN "
+            f"(SELECT DISTINCT _drop, line_no FROM _row_issues WHERE severity = 'hard') AS hard "
+            f"ON _raw._drop = hard._drop AND _raw._line = hard.line_no ORDER BY _drop, _line")
