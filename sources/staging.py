@@ -93,6 +93,12 @@ def read_csv_text(path: Path, encoding: str) -> RawTable:
     return RawTable(table, _issues(bad + unreadable), header)
 
 
+def read_csv_drop(contract: Contract, drop) -> dict[str, RawTable]:
+    """Every table of a CSV drop that is present in it, read as text."""
+    return {t.name: read_csv_text(drop.folder / t.file, contract.encoding)
+            for t in contract.tables if (drop.folder / t.file).exists()}
+
+
 def _decode(data: bytes, encoding: str) -> tuple[str, list[dict]]:
     """Decode the whole file; if that fails, decode line by line and report the lines
     that cannot be read in this encoding."""

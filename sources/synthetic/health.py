@@ -23,9 +23,9 @@ Design decisions worth knowing:
   onto the child's record at birth, so it first appears in the drop after the birth.
 - Encounters, referrals and links of a child who has left the snapshot leave with the
   child, so every reference in a drop resolves within that drop.
-- JSON is built by DuckDB, column-wise: fixed-shape parts with ``to_json(struct)`` and
-  optional elements spliced in with ``CASE`` so that absent elements are omitted, never
-  written as null.
+- Each resource's JSON shape is written out once as a template (end of this module)
+  and built by DuckDB column-wise; optional elements are omitted when absent, never
+  written as null, and every file is sorted by id so that a seed gives the same bytes.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import defects
 from .config import DISTRICTS, CityConfig
@@ -72,14 +74,12 @@ USUAL_NAME_RATE = 0.05  # of children whose forename has a common short form
 GENDER_UNKNOWN_RATE = 0.001
 NOT_GP_REGISTERED_RATE = 0.005
 UNTRACED_STATUS = {"02": 0.012, "03": 0.008}  # present not traced / trace required
-ETHNICITY_NOT_STATED_RATE = 0.08
-# NHS ethnic category letters by the household's background (CODES.md, "Ethnicity").
-ETHNIC_LETTERS = {
-    "british": {"A": 0.91, "C": 0.02, "D": 0.03, "F": 0.01, "G": 0.02, "S": 0.01},
-    "irish": {"B": 0.92, "A": 0.06, "G": 0.02},
-    "eastern_european": {"C": 0.95, "S": 0.05},
-    "south_asian": {"J": 0.45, "H": 0.28, "K": 0.17, "L": 0.07, "F": 0.03},
-    "black": {"N": 0.55, "M": 0.30, "P": 0.05, "E": 0.05, "D": 0.05},
+ETHNICITY_NOT_STATED_RATE = 0.08  # recorded as Z although the family has an ethnicity
+# The person's CBDS code (drawn once in the population) in the NHS single-letter list.
+CBDS_TO_NHS_ETHNIC = {
+    "WBRI": "A", "WIRI": "B", "WIRT": "C", "WOTH": "C", "WROM": "C", "MWBC": "D", "MWBA": "E",
+    "MWAS": "F", "MOTH": "G", "AIND": "H", "APKN": "J", "ABAN": "K", "AOTH": "L", "BCRB": "M",
+    "BAFR": "N", "BOTH": "P", "CHNE": "R", "OOTH": "S", "REFU": "Z", "NOBT": "Z",
 }
 CHILDREN_PER_PRACTICE = 10_000
 
@@ -133,18 +133,23 @@ CAMHS_REASON_WEIGHTS = np.array([
     [1.0, 0.0, 4.0, 1.0],  # BEH conduct / behaviour
     [0.5, 1.0, 0.0, 3.0],  # TRA trauma
 ]).T
-TEEN_ONLY_REASONS = ("SH", "EAT")
+MOSTLY_TEENAGE_REASONS = ("SH", "EAT")
+UNDER_TWELVE_FACTOR = 0.1  # how much rarer those reasons are before the 12th birthday
 SECOND_REASON_RATE = 0.20
 CAMHS_SOURCES = ("A1", "C2", "B2", "F1", "B1", "C1", "H1", "F3", "G4", "E6", "A2", "P1")
 CAMHS_SOURCE_WEIGHTS = np.array([35, 20, 8, 8, 3, 6, 4, 5, 3, 2, 1, 2], dtype=float)
 PRIORITIES = ("routine", "urgent", "asap")
-PRIORITY_SHARE = {"SH": (0.45, 0.40, 0.15), "EAT": (0.60, 0.35, 0.05), None: (0.90, 0.09, 0.01)}
-CAMHS_REJECTION = {"BEH": 0.45, "SH": 0.08, None: 0.28}
+PRIORITY_SHARE = {"SH": (0.45, 0.40, 0.15), "EAT": (0.60, 0.35, 0.05)}  # others routine mostly
+OTHER_PRIORITY_SHARE = (0.90, 0.09, 0.01)
+# Share of referrals CAMHS turns down: behaviour alone often falls below its threshold.
+CAMHS_REJECTION = {"BEH": 0.45, "SH": 0.08}
+OTHER_REJECTION = 0.28
 
 
 # ================================================================== entry point
 def write_health(world: World, landing: Path) -> pd.DataFrame:
     """Write every health drop under ``landing/health/<date>/``; return the truth records."""
+    residences = _Residences.of(world)
     patients = _patient_records(world)
     related = _related_person_records(world, patients)
     encounters = _encounter_records(world, patients)
@@ -155,8 +160,8 @@ def write_health(world: World, landing: Path) -> pd.DataFrame:
     for extract_date in drop_dates(SYSTEM, world.config):
         drop = Drop(Path(landing), SYSTEM, extract_date, "snapshot")
         present = _patient_present(patients, extract_date)  # bool per child, by row
-        pat = _patients_at(world, patients[present].reset_index(drop=True), extract_date)
-        rel = _related_persons_at(world, related, present, extract_date)
+        pat = _patients_at(world.config, residences, patients[present].reset_index(drop=True), extract_date)
+        rel = _related_persons_at(residences, related, present, extract_date)
         drop.ndjson("Patient.ndjson", _ndjson(con, pat, PATIENT_SQL))
         drop.ndjson("RelatedPerson.ndjson", _ndjson(con, rel, RELATED_PERSON_SQL))
         drop.ndjson("Encounter.ndjson", _ndjson(con, _encounters_at(encounters, present, extract_date), ENCOUNTER_SQL))
@@ -171,8 +176,6 @@ def write_health(world: World, landing: Path) -> pd.DataFrame:
 
 def _truth(written: list[pd.DataFrame]) -> pd.DataFrame:
     columns = ["system", "table", "record_id", "person_key"]
-    if not written:
-        return pd.DataFrame(columns=columns)
     truth = pd.concat(written, ignore_index=True).drop_duplicates("record_id")
     truth.insert(0, "system", SYSTEM)
     return truth.sort_values(["table", "record_id"], kind="stable").reset_index(drop=True)[columns]
@@ -188,10 +191,8 @@ def _opaque_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     out = np.full((n, 36), ord("-"), dtype=np.uint8)
     for (lo, hi), at in zip(((0, 8), (8, 12), (12, 16), (16, 20), (20, 32)), (0, 9, 14, 19, 24)):
         out[:, at:at + hi - lo] = hexed[:, lo:hi]
-    ids = out.view("S36").ravel().astype(str)
-    if len(np.unique(ids)) != n:  # 2^-122 per pair: a clash means the generator is broken
-        raise RuntimeError("opaque id collision")
-    return ids
+    # 122 random bits: a clash is as likely as guessing a UUID, so none is checked for.
+    return out.view("S36").ravel().astype(str)
 
 
 def _days(values) -> np.ndarray:
@@ -216,18 +217,10 @@ def _birthday(birth: np.ndarray, years: int) -> np.ndarray:
     return month.astype("datetime64[D]") + (d - 1) * DAY
 
 
-def _age_years(birth: np.ndarray, when) -> np.ndarray:
-    by, bm, bd = _ymd(birth)
-    wy, wm, wd = _ymd(np.broadcast_to(_days(when), _days(birth).shape))
-    return wy - by - ((wm * 100 + wd) < (bm * 100 + bd))
-
-
-def _pick(rng: np.random.Generator, options: dict | tuple, n: int, p=None) -> np.ndarray:
-    """Draw ``n`` options, from a {value: weight} dict or a tuple with weights ``p``."""
-    if isinstance(options, dict):
-        options, p = tuple(options), np.asarray(list(options.values()), dtype=float)
-    p = np.asarray(p, dtype=float)
-    return np.asarray(options, dtype=object)[rng.choice(len(options), size=n, p=p / p.sum())]
+def _pick(rng: np.random.Generator, shares: dict[str, float], n: int) -> np.ndarray:
+    """Draw ``n`` values from a {value: share} dict."""
+    p = np.asarray(list(shares.values()), dtype=float)
+    return np.asarray(list(shares), dtype=object)[rng.choice(len(p), size=n, p=p / p.sum())]
 
 
 def _pick_rows(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
@@ -237,37 +230,80 @@ def _pick_rows(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
     return (draw >= cum).sum(axis=1)
 
 
-def _residence_at(world: World, household_keys, when) -> pd.DataFrame:
-    """Each household's address on each date, with the day they moved in there.
+def _household_rows(world: World, household_keys) -> np.ndarray:
+    """Each household's row in ``world.needs``: the integer that keys needs and residences.
 
-    Like ``World.address_at`` but keeps the move-in date, which FHIR carries as the
-    address period.
+    Same answer as ``Needs.row_index``, by hash rather than by comparing text in a
+    binary search, which matters at a million children.
     """
-    res = world.population.residences
-    query = pd.DataFrame({"household_key": np.asarray(household_keys, dtype=object),
-                          "when": _days(when).astype("datetime64[ns]"), "_row": np.arange(len(household_keys))})
-    periods = res[["household_key", "address_id", "valid_from"]].astype({"valid_from": "datetime64[ns]"})
-    periods = periods.sort_values("valid_from", kind="stable")
-    joined = pd.merge_asof(query.sort_values("when", kind="stable"), periods, left_on="when",
-                           right_on="valid_from", by="household_key", direction="backward")
-    first = periods.drop_duplicates("household_key").set_index("household_key")
-    # Asked about a date before the first known move-in: the first known address stands.
-    for column in ("address_id", "valid_from"):
-        joined[column] = joined[column].fillna(joined["household_key"].map(first[column]))
-    joined = joined.sort_values("_row")
-    addresses = world.addresses.set_index("address_id")
-    out = addresses.loc[joined["address_id"].astype(np.int64).to_numpy(),
-                        ["flat", "house", "street", "town", "postcode", "district"]].reset_index(drop=True)
-    out["moved_in"] = _days(joined["valid_from"].to_numpy())
-    return out
+    keys = pa.array(household_keys)
+    rows = pc.index_in(keys, value_set=pa.array(world.needs.household_keys, keys.type))
+    if rows.null_count:
+        raise KeyError("a household missing from the needs simulation")
+    return rows.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _needs_at(world: World, household_keys, dates) -> pd.DataFrame:
-    return world.needs.at(np.asarray(household_keys, dtype=object), _days(dates))
+@dataclass
+class _Residences:
+    """Every household's addresses over time, searchable by household row and day.
+
+    Households are identified by their row in ``world.needs`` (``_household_rows``), the
+    same integer that looks up their needs, so per-drop lookups never compare text keys.
+    Like ``World.address_at``, but also gives the move-in date, which FHIR carries as
+    the address period.
+    """
+
+    keys: np.ndarray  # household row << 32 | day number, sorted
+    address: np.ndarray  # row in ``columns`` for each period
+    moved_in: np.ndarray  # datetime64[D] for each period
+    columns: dict[str, pa.Array]  # address parts by address row (Arrow: gathers stay off Python objects)
+
+    @classmethod
+    def of(cls, world: World) -> "_Residences":
+        res = world.population.residences
+        households = _household_rows(world, res["household_key"])
+        moved_in = _days(res["valid_from"].to_numpy())
+        keys = cls._key(households, moved_in)
+        order = np.argsort(keys, kind="stable")
+        addresses = world.addresses
+        address_row = pd.Series(np.arange(len(addresses)), index=addresses["address_id"].to_numpy())
+        columns = {name: pa.array(values.to_numpy(dtype=object), pa.string()) for name, values in {
+            "flat": addresses["flat"],
+            "street_line": addresses["house"] + " " + addresses["street"],
+            "city": addresses["town"],
+            "postcode": addresses["postcode"],
+            "district": addresses["district"],
+        }.items()}
+        return cls(keys[order], address_row.reindex(res["address_id"].to_numpy()).to_numpy()[order],
+                   moved_in[order], columns)
+
+    @staticmethod
+    def _key(household_rows: np.ndarray, days: np.ndarray) -> np.ndarray:
+        day_number = _days(days).astype(np.int64) + (1 << 30)  # positive for any plausible date
+        return (np.asarray(household_rows, dtype=np.int64) << 32) | day_number
+
+    def at(self, household_rows: np.ndarray, when) -> dict:
+        """Address parts and move-in date of each household on each date."""
+        household_rows = np.asarray(household_rows, dtype=np.int64)
+        when = np.broadcast_to(_days(when), household_rows.shape)
+        period = np.searchsorted(self.keys, self._key(household_rows, when), side="right") - 1
+        # Asked about a date before the first known move-in: the first known address stands.
+        before_first = (period < 0) | ((self.keys[np.maximum(period, 0)] >> 32) != household_rows)
+        first = np.searchsorted(self.keys, household_rows << 32, side="left")
+        period = np.where(before_first, first, period)
+        address = pa.array(self.address[period])
+        return {**{name: values.take(address) for name, values in self.columns.items()},
+                "moved_in": self.moved_in[period]}
 
 
-def _need_score(needs: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
-    return sum(w * needs[need].to_numpy() for need, w in weights.items())
+def _needs_on(world: World, household_rows: np.ndarray, dates) -> dict[str, np.ndarray]:
+    """Each need of each household (by needs row) on each date."""
+    months = world.needs.month_index(_days(dates))
+    return {need: active[household_rows, months] for need, active in world.needs.active.items()}
+
+
+def _need_score(needs: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    return sum(w * needs[need] for need, w in weights.items())
 
 
 def _months(config: CityConfig) -> np.ndarray:
@@ -288,6 +324,7 @@ def _patient_records(world: World) -> pd.DataFrame:
     kids = world.children().reset_index(drop=True)
     n = len(kids)
     birth = _days(kids["birth_date"].to_numpy())
+    household = _household_rows(world, kids["household_key"])
 
     nhs = defects.blank(kids["nhs_number"], rng, rates.nhs_missing.get(SYSTEM, 0.0))
     mistyped_rate = rates.invalid_check_digit * NHS_MISTYPED_SHARE_OF_GENERAL
@@ -313,7 +350,7 @@ def _patient_records(world: World) -> pd.DataFrame:
     return pd.DataFrame({
         "id": _opaque_ids(config.rng("health.patient_ids"), n),
         "_person_key": kids["person_key"].to_numpy(),
-        "_household_key": kids["household_key"].to_numpy(),
+        "_household": household,
         "_born": birth,
         "_aged_out": _birthday(birth, SERVICE_AGE_LIMIT),
         "_death": _days(kids["death_date"].to_numpy()),
@@ -326,40 +363,27 @@ def _patient_records(world: World) -> pd.DataFrame:
         "_surname_known": _days(kids["surname_changed_on"].to_numpy()) + lag_days * DAY,
         "_usual": usual.to_numpy(),
         "_gender": gender,
-        "_ethnic": _ethnic_categories(config, world.households, kids),
+        "_ethnic": _ethnic_categories(config, kids["ethnicity"]),
         "_lag_days": lag_days,
         "_gp_registered": gp_registered,
-        "_practice_draw": _household_practice_draw(config, world.households, kids),
+        # A family registers at one practice: one draw per household picks it in the district.
+        "_practice_draw": config.rng("health.practices").random(len(world.needs.household_keys))[household],
     })
 
 
-def _ethnic_categories(config: CityConfig, households: pd.DataFrame, kids: pd.DataFrame) -> np.ndarray:
-    """An NHS ethnic category per child: one letter per household, 'Z' not stated for some."""
-    rng = config.rng("health.ethnicity")
-    groups = households["group"].to_numpy()
-    letters = np.full(len(households), "Z", dtype=object)
-    draws = rng.random(len(households))
-    for group, shares in ETHNIC_LETTERS.items():
-        mask = groups == group
-        options, p = np.asarray(list(shares), dtype=object), np.asarray(list(shares.values()))
-        letters[mask] = options[np.minimum(np.searchsorted(np.cumsum(p) / p.sum(), draws[mask]), len(p) - 1)]
-    by_household = pd.Series(letters, index=households["household_key"].to_numpy())
-    child_letters = by_household.reindex(kids["household_key"].to_numpy()).fillna("Z").to_numpy(dtype=object)
-    return np.where(rng.random(len(kids)) < ETHNICITY_NOT_STATED_RATE, "Z", child_letters).astype(str)
+def _ethnic_categories(config: CityConfig, cbds_codes: pd.Series) -> np.ndarray:
+    """The child's ethnicity as an NHS letter; 'Z' (not stated) where the code has no
+    counterpart and for a share of children whose ethnicity health never recorded."""
+    letters = cbds_codes.map(CBDS_TO_NHS_ETHNIC).fillna("Z").to_numpy(dtype=object)
+    not_stated = config.rng("health.ethnicity").random(len(letters)) < ETHNICITY_NOT_STATED_RATE
+    return np.where(not_stated, "Z", letters).astype(str)
 
 
-def _household_practice_draw(config: CityConfig, households: pd.DataFrame, kids: pd.DataFrame) -> np.ndarray:
-    """A family registers at one practice: a per-household draw picks it within the district."""
-    draws = pd.Series(config.rng("health.practices").random(len(households)),
-                      index=households["household_key"].to_numpy())
-    return draws.reindex(kids["household_key"].to_numpy()).to_numpy()
-
-
-def _practice_code(config: CityConfig, districts: np.ndarray, draws: np.ndarray) -> np.ndarray:
+def _practice_code(config: CityConfig, districts: pa.Array, draws: np.ndarray) -> np.ndarray:
     """Synthetic ODS-style practice codes ``Y9`` + district digit + 3 digits."""
     per_district = max(2, round(config.children / CHILDREN_PER_PRACTICE / len(DISTRICTS)))
     codes = np.array([[f"Y9{d}{k:03d}" for k in range(1, per_district + 1)] for d in range(len(DISTRICTS))])
-    district_no = pd.Series(np.arange(len(DISTRICTS)), index=DISTRICTS).reindex(districts).to_numpy()
+    district_no = pc.index_in(districts, pa.array(DISTRICTS)).to_numpy(zero_copy_only=False)
     return codes[district_no, np.floor(draws * per_district).astype(np.int64)]
 
 
@@ -373,23 +397,23 @@ def _patient_present(records: pd.DataFrame, extract_date) -> np.ndarray:
     return ((records["_born"] <= when) & (records["_aged_out"] > when)).to_numpy()
 
 
-def _patients_at(world: World, rows: pd.DataFrame, extract_date) -> pd.DataFrame:
+def _patients_at(config: CityConfig, residences: _Residences, rows: pd.DataFrame, extract_date) -> pd.DataFrame:
     """The Patient rows of one drop (``rows`` already the children present), for PATIENT_SQL."""
     when = np.datetime64(extract_date, "D")
     born = _days(rows["_born"])
     known = np.maximum(when - rows["_lag_days"].to_numpy() * DAY, born)
-    home = _residence_at(world, rows["_household_key"], known)
+    home = residences.at(rows["_household"].to_numpy(), known)
     baby = (when - born) < BABY_TRACE_POSTPONED_DAYS * DAY
     renamed = _days(rows["_surname_known"]) <= when  # NaT compares False
     death = _days(rows["_death"])
-    practice = _practice_code(world.config, home["district"].to_numpy(), rows["_practice_draw"].to_numpy())
+    practice = _practice_code(config, home["district"], rows["_practice_draw"].to_numpy())
     return pd.DataFrame({
         "id": rows["id"],
         "_person_key": rows["_person_key"],
         "nhs": rows["_nhs"],
         "verification": np.where(baby, "08", rows["_verification"]),
         "ethnic": rows["_ethnic"],
-        "family": np.where(renamed, rows["_surname_after"], rows["_surname"]),
+        "family": rows["_surname_after"].where(renamed, rows["_surname"]),
         "forename": rows["_forename"],
         "middle": rows["_middle"],
         "usual": rows["_usual"],
@@ -401,14 +425,12 @@ def _patients_at(world: World, rows: pd.DataFrame, extract_date) -> pd.DataFrame
     })
 
 
-def _address_columns(home: pd.DataFrame, not_before: np.ndarray | None = None) -> dict:
+def _address_columns(home: dict, not_before: np.ndarray | None = None) -> dict:
     """FHIR address parts; a baby's address period starts at birth, not at the move-in."""
-    moved_in = home["moved_in"].to_numpy()
+    moved_in = home["moved_in"]
     return {
-        "flat": home["flat"].to_numpy(),
-        "street_line": (home["house"] + " " + home["street"]).to_numpy(),
-        "city": home["town"].to_numpy(),
-        "postcode": home["postcode"].to_numpy(),
+        **{part: pd.Series(home[part], dtype=pd.ArrowDtype(pa.string()))
+           for part in ("flat", "street_line", "city", "postcode")},
         "address_from": moved_in if not_before is None else np.maximum(moved_in, not_before),
     }
 
@@ -422,7 +444,7 @@ def _related_person_records(world: World, patients: pd.DataFrame) -> pd.DataFram
     kids = world.children().reset_index(drop=True)  # same order as ``patients``
     born = _days(patients["_born"])
     born_in_period = born >= start
-    under_five_at_start = ~born_in_period & (_age_years(born, start) < HEALTH_VISITING_AGE_LIMIT)
+    under_five_at_start = ~born_in_period & (_birthday(born, HEALTH_VISITING_AGE_LIMIT) > start)
     draw = rng.random(len(kids))
     linked = np.where(born_in_period, draw < LINKED_SHARE_BORN_IN_PERIOD,
                       under_five_at_start & (draw < LINKED_SHARE_UNDER_FIVE_AT_START))
@@ -439,17 +461,21 @@ def _related_person_records(world: World, patients: pd.DataFrame) -> pd.DataFram
                       "relationship": "FTH"}),
     ], ignore_index=True)
 
-    adults = world.persons.set_index("person_key").loc[links["_adult_key"].to_numpy()]
+    persons = world.persons
+    adult_row = pc.index_in(pa.array(links["_adult_key"], pa.string()),
+                            value_set=pa.array(persons["person_key"], pa.string())).to_numpy(zero_copy_only=False)
+    adults = persons[["household_key", "nhs_number", "surname", "forename", "middle_names", "birth_date"]]
+    adults = adults.iloc[adult_row].reset_index(drop=True)
     n = len(links)
     rates = config.defects
     typo_rate = rates.forename_typo * NAME_TYPO_SHARE_OF_GENERAL
     nhs = adults["nhs_number"].to_numpy(dtype=object)
-    phone = _adult_phone_numbers(config, links["_adult_key"].to_numpy())
+    phone = _adult_phone_numbers(config, len(persons), adult_row)
     child = links["_child"].to_numpy()
     return pd.DataFrame({
         "id": _opaque_ids(config.rng("health.related_ids"), n),
         "_person_key": links["_adult_key"].to_numpy(),
-        "_adult_household": adults["household_key"].to_numpy(),
+        "_adult_household": _household_rows(world, adults["household_key"]),
         "_child": child,
         "_patient_id": patients["id"].to_numpy()[child],
         "_linked": link_date[child],
@@ -466,20 +492,21 @@ def _related_person_records(world: World, patients: pd.DataFrame) -> pd.DataFram
     })
 
 
-def _adult_phone_numbers(config: CityConfig, adult_keys: np.ndarray) -> np.ndarray:
-    """One drama-range mobile per adult, the same on every sibling's link."""
-    unique = np.unique(adult_keys)
-    digits = config.rng("health.phones").integers(0, 1000, len(unique))
-    numbers = pd.Series([f"{DRAMA_PHONE_PREFIX}{d:03d}" for d in digits], index=unique)
-    return numbers.reindex(adult_keys).to_numpy()
+def _adult_phone_numbers(config: CityConfig, n_persons: int, adult_rows: np.ndarray) -> np.ndarray:
+    """One drama-range mobile per adult (by row in persons), the same on every sibling's link."""
+    digits = config.rng("health.phones").integers(0, 1000, n_persons)[adult_rows]
+    suffixes = np.array([f"{DRAMA_PHONE_PREFIX}{d:03d}" for d in range(1000)], dtype=object)
+    return suffixes[digits]
 
 
-def _related_persons_at(world: World, records: pd.DataFrame, present: np.ndarray, extract_date) -> pd.DataFrame:
+def _related_persons_at(residences: _Residences, records: pd.DataFrame, present: np.ndarray,
+                        extract_date) -> pd.DataFrame:
+    """Links recorded by the extract, while the child is under five and still held."""
     when = np.datetime64(extract_date, "D")
     rows = records[(records["_linked"] <= when) & (records["_fifth_birthday"] > when)
                    & present[records["_child"].to_numpy()]].reset_index(drop=True)
     known = when - rows["_lag_days"].to_numpy() * DAY
-    home = _residence_at(world, rows["_adult_household"], known)
+    home = residences.at(rows["_adult_household"].to_numpy(), known)
     out = rows[["id", "_person_key", "relationship", "nhs", "family", "forename", "middle", "phone", "birth"]].copy()
     out["patient_id"] = rows["_patient_id"]
     for column, values in _address_columns(home).items():
@@ -497,7 +524,7 @@ def _encounter_records(world: World, patients: pd.DataFrame) -> pd.DataFrame:
         _safeguarding_contacts(world, rng, patients),
     ], ignore_index=True)
     events = events.sort_values(["_child", "date", "type"], kind="stable").reset_index(drop=True)
-    events["attendance"] = _attendance(world, rng, patients["_household_key"].to_numpy()[events["_child"]],
+    events["attendance"] = _attendance(world, rng, patients["_household"].to_numpy()[events["_child"]],
                                        events["date"].to_numpy(), events["_kind"].to_numpy())
     events = pd.concat([events, _rebooked(world, rng, patients, events)], ignore_index=True)
 
@@ -558,7 +585,7 @@ def _ncmp_measurements(world: World, rng: np.random.Generator, patients: pd.Data
 def _safeguarding_contacts(world: World, rng: np.random.Generator, patients: pd.DataFrame) -> pd.DataFrame:
     """Monthly chance of a safeguarding contact, driven by domestic abuse and substance misuse."""
     born, death, aged_out = _days(patients["_born"]), _days(patients["_death"]), _days(patients["_aged_out"])
-    rows = world.needs.row_index(patients["_household_key"].to_numpy())
+    rows = patients["_household"].to_numpy()
     frames = []
     for month in _months(world.config):
         first = month.astype("datetime64[D]")
@@ -572,20 +599,20 @@ def _safeguarding_contacts(world: World, rng: np.random.Generator, patients: pd.
     return pd.concat(frames, ignore_index=True)
 
 
-def _attendance(world: World, rng: np.random.Generator, household_keys: np.ndarray, dates: np.ndarray,
+def _attendance(world: World, rng: np.random.Generator, household_rows: np.ndarray, dates: np.ndarray,
                 kinds: np.ndarray) -> np.ndarray:
     """Seen (5), did not attend (3), cancelled by patient (2) or provider (4).
 
     Families under strain miss appointments: the household's needs at the date raise
     the did-not-attend rate, which is the risk signal this system carries.
     """
-    base = pd.Series(kinds).map(DNA_BASE).to_numpy(dtype=float)
-    p_dna = np.minimum(base * np.exp(_need_score(_needs_at(world, household_keys, dates), DNA_NEED_WEIGHTS)), 0.6)
+    kinds = np.asarray(kinds, dtype=object)
+    base = np.select([kinds == kind for kind in DNA_BASE], list(DNA_BASE.values()))
+    p_dna = np.minimum(base * np.exp(_need_score(_needs_on(world, household_rows, dates), DNA_NEED_WEIGHTS)), 0.6)
     draw = rng.random(len(dates))
-    return np.select(
-        [draw < p_dna, draw < p_dna + CANCELLED_BY_PATIENT, draw < p_dna + CANCELLED_BY_PATIENT + CANCELLED_BY_PROVIDER],
-        ["3", "2", "4"], "5",
-    )
+    by_patient = p_dna + CANCELLED_BY_PATIENT
+    by_provider = by_patient + CANCELLED_BY_PROVIDER
+    return np.select([draw < p_dna, draw < by_patient, draw < by_provider], ["3", "2", "4"], "5")
 
 
 def _rebooked(world: World, rng: np.random.Generator, patients: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
@@ -597,12 +624,13 @@ def _rebooked(world: World, rng: np.random.Generator, patients: pd.DataFrame, ev
     keep = _in_period(world, patients, child, dates)
     again = pd.DataFrame({"_child": child[keep], "type": missed["type"].to_numpy()[keep], "date": dates[keep],
                           "_kind": "HV"})
-    again["attendance"] = _attendance(world, rng, patients["_household_key"].to_numpy()[again["_child"]],
+    again["attendance"] = _attendance(world, rng, patients["_household"].to_numpy()[again["_child"]],
                                       again["date"].to_numpy(), again["_kind"].to_numpy())
     return again
 
 
 def _encounters_at(records: pd.DataFrame, present: np.ndarray, extract_date) -> pd.DataFrame:
+    """Contacts dated by the extract, of children present; errors show once corrected."""
     rows = as_of(records[present[records["_child"].to_numpy()]], extract_date, reveal={"error_at": "error_at"})
     rows = rows.reset_index(drop=True)
     rows["status"] = rows["status"].where(rows["error_at"].isna(), "entered-in-error")
@@ -616,7 +644,7 @@ def _referral_records(world: World, patients: pd.DataFrame) -> pd.DataFrame:
     rng = world.config.rng("health.referrals")
     born, death = _days(patients["_born"]), _days(patients["_death"])
     youngest, teen, oldest = (_birthday(born, age) for age in (CAMHS_AGES[0], 12, CAMHS_AGES[1]))
-    rows = world.needs.row_index(patients["_household_key"].to_numpy())
+    rows = patients["_household"].to_numpy()
     frames = []
     for month in _months(world.config):
         first = month.astype("datetime64[D]")
@@ -642,9 +670,10 @@ def _referral_details(config: CityConfig, rng: np.random.Generator, patients: pd
     reasons = np.asarray(CAMHS_REASONS, dtype=object)
     drivers = np.column_stack([np.ones(n), refs["_mental_health"], refs["_child_behaviour"], refs["_domestic_abuse"]])
     weights = drivers @ CAMHS_REASON_WEIGHTS
-    teen_only = np.isin(reasons, TEEN_ONLY_REASONS)
-    weights[:, teen_only] *= np.where(refs["_teen"].to_numpy(), 1.0, 0.1)[:, None]
-    reason = reasons[_pick_rows(rng, weights)]
+    teenage = np.isin(reasons, MOSTLY_TEENAGE_REASONS)
+    weights[:, teenage] *= np.where(refs["_teen"].to_numpy(), 1.0, UNDER_TWELVE_FACTOR)[:, None]
+    which = _pick_rows(rng, weights)
+    reason = reasons[which]
     second = reasons[_pick_rows(rng, weights)]
     second = np.where((rng.random(n) < SECOND_REASON_RATE) & (second != reason), second, None)
 
@@ -655,13 +684,12 @@ def _referral_details(config: CityConfig, rng: np.random.Generator, patients: pd
     source_weights[:, sources == "B1"] *= np.where(refs["_teen"].to_numpy(), 1.0, 0.0)[:, None]
     source = sources[_pick_rows(rng, source_weights)]
 
-    priority_p = np.array([PRIORITY_SHARE.get(r, PRIORITY_SHARE[None]) for r in CAMHS_REASONS])
-    priority = np.asarray(PRIORITIES)[_pick_rows(rng, priority_p[pd.Series(reason).map(
-        {r: i for i, r in enumerate(CAMHS_REASONS)}).to_numpy()])]
+    priority_by_reason = np.array([PRIORITY_SHARE.get(r, OTHER_PRIORITY_SHARE) for r in CAMHS_REASONS])
+    priority = np.asarray(PRIORITIES)[_pick_rows(rng, priority_by_reason[which])]
 
     authored = _days(refs["authored"])
-    p_reject = pd.Series(reason).map(CAMHS_REJECTION).fillna(CAMHS_REJECTION[None]).to_numpy()
-    rejected = rng.random(n) < p_reject
+    rejection_by_reason = np.array([CAMHS_REJECTION.get(r, OTHER_REJECTION) for r in CAMHS_REASONS])
+    rejected = rng.random(n) < rejection_by_reason[which]
     rejection = authored + rng.integers(3, 36, n) * DAY
     discharge = authored + (30 + rng.gamma(2.0, 100.0, n)).astype(np.int64) * DAY
     return pd.DataFrame({
@@ -680,6 +708,7 @@ def _referral_details(config: CityConfig, rng: np.random.Generator, patients: pd
 
 
 def _referrals_at(records: pd.DataFrame, present: np.ndarray, extract_date) -> pd.DataFrame:
+    """Referrals received by the extract; rejection or discharge shows once it happened."""
     rows = as_of(records[present[records["_child"].to_numpy()]], extract_date,
                  reveal={"rejection_date": "rejection_date", "discharge_date": "discharge_date"})
     rows = rows.reset_index(drop=True)
@@ -781,7 +810,8 @@ SERVICE_REQUEST = {
     "resourceType": "ServiceRequest",
     "id": Col("id"),
     # rejected or discharged: never both, so one extension at most
-    "extension": When("outcome_date IS NOT NULL", [{"url": Col("outcome_url"), "valueDate": Col("outcome_date::DATE")}]),
+    "extension": When("outcome_date IS NOT NULL", [
+        {"url": Col("outcome_url"), "valueDate": Col("outcome_date::DATE")}]),
     "status": Col("status"),
     "intent": "order",
     "priority": Col("priority"),
@@ -846,7 +876,8 @@ PATIENT_SQL, RELATED_PERSON_SQL, ENCOUNTER_SQL, SERVICE_REQUEST_SQL = (
 
 def _ndjson(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, sql: str) -> list[str]:
     """One JSON document per row, ordered by id so that the same state gives the same bytes."""
-    con.register("resource_rows", frame.drop(columns=[c for c in frame.columns if c.startswith("_")]))
+    columns = [c for c in frame.columns if not c.startswith("_")]
+    con.register("resource_rows", pa.Table.from_pandas(frame[columns], preserve_index=False))
     try:
         return con.sql(sql).to_arrow_table().column("line").to_pylist()
     finally:

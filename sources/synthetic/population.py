@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..identifiers import SYNTHETIC_NHS_RANGE, nhs_check_digits, uln_check_digits, upn_check_letters
+from ..identifiers import SYNTHETIC_NHS_RANGE, nhs_check_digits, uln_check_digits, upn_check_letter, upn_check_letters
 from . import names as N
 from .config import DISTRICTS, CityConfig
 from .geography import DISTRICT_SHARE, Geography, build_geography
@@ -272,7 +272,7 @@ def _deaths(rng, persons: pd.DataFrame, start, end) -> pd.DataFrame:
     p = np.where(persons["role"] == "adult", 0.004, np.where(infant, 0.003, 0.0005))
     dies = rng.random(len(persons)) < p
     earliest = np.maximum(persons["birth_date"].to_numpy(), start)
-    offset = rng.integers(1, span, len(persons)) * DAY
+    offset = rng.integers(1, max(span, 2), len(persons)) * DAY
     death = np.where(dies, earliest + offset, np.datetime64("NaT"))
     death = np.where(death > end, np.datetime64("NaT"), death)
     persons["death_date"] = death.astype("datetime64[D]")
@@ -289,10 +289,9 @@ def _surname_changes(config, rng, persons, start, end) -> pd.DataFrame:
     persons["surname_changed_on"] = np.where(
         change, start + rng.integers(30, span, len(persons)) * DAY, np.datetime64("NaT")
     ).astype("datetime64[D]")
-    persons["middle_names"] = np.where(
-        rng.random(len(persons)) < 0.55,
-        _forenames(rng, persons["group"].to_numpy(), persons["sex"].to_numpy()), "",
-    )
+    middle = _forenames(rng, persons["group"].to_numpy(), persons["sex"].to_numpy())
+    middle = np.where(middle == persons["forename"].to_numpy(), "", middle)
+    persons["middle_names"] = np.where(rng.random(len(persons)) < 0.55, middle, "")
     return persons
 
 
@@ -325,7 +324,10 @@ def _identifiers(config, rng, persons: pd.DataFrame, end) -> pd.DataFrame:
     upn = pd.Series(upn_check_letters(body.to_numpy())).str.cat(body)
     persons["upn"] = np.where(in_school, upn, None)
     temp = in_school & (rng.random(n) < 0.01)
-    persons["former_upn"] = np.where(temp, upn.str.slice(0, 12) + "A", None)  # temporary UPNs end in a letter
+    temp_body = body[temp].str.slice(0, 11) + "A"  # a temporary UPN ends in a letter
+    former = np.full(n, None, dtype=object)
+    former[temp.to_numpy()] = [upn_check_letter(b) + b for b in temp_body]  # ~1% of children
+    persons["former_upn"] = former
     # ULN for anyone 14 or over before the end
     age_end = (pd.Timestamp(end) - bd).dt.days / YEAR_DAYS
     has_uln = (persons["role"] == "child") & (age_end >= 14)
@@ -382,7 +384,7 @@ def _homes(config, rng, households: pd.DataFrame, geo: Geography, start, end):
     rate = config.calibration.moves_per_household_per_year * years * np.exp(0.3 * households["vulnerability"].to_numpy())
     n_moves = np.minimum(rng.poisson(rate), 4)
     h_idx = np.repeat(np.arange(n_h), n_moves)
-    move_day = start + np.sort(rng.integers(1, span, len(h_idx))) * DAY
+    move_day = start + rng.integers(1, span, len(h_idx)) * DAY
     order = np.lexsort((move_day, h_idx))
     h_idx, move_day = h_idx[order], move_day[order]
     stay = rng.random(len(h_idx)) < 0.75

@@ -106,7 +106,9 @@ def test_accented_names_are_written_in_cp1252_not_utf8(city):
     true_names = world.persons.set_index("person_key").loc[
         truth.set_index("record_id").loc[members["PERSON_ID"], "person_key"], "forename"].to_numpy()
     holdable_people = np.isin(true_names, list(holdable))
-    assert (members["FORENAME"].to_numpy()[holdable_people] == true_names[holdable_people]).mean() > 0.8
+    # a handful of people in a small city: most, not all, escape the ~3% typo and nickname defects
+    intact = members["FORENAME"].to_numpy()[holdable_people] == true_names[holdable_people]
+    assert intact.sum() >= 1 and intact.mean() >= 0.5
     # Letters outside Windows-1252 are folded by the legacy system (Ł becomes ?).
     foreign = np.isin(true_names, names.NON_CP1252_FEMALE + names.NON_CP1252_MALE)
     assert (members["FORENAME"].to_numpy()[foreign] != true_names[foreign]).all()

@@ -1,0 +1,261 @@
+"""Take drops into the build warehouse: verify, stage, quarantine, record, keep history.
+
+For each system, drops are handled oldest first:
+
+1. a drop whose files disagree with its manifest is rejected whole (every file recorded
+   with the reason) and the warehouse keeps what it had for that date;
+2. a drop identical to the one already staged for its date (same fingerprint) is a no-op;
+   a drop with different content for a staged date is a correction and replaces it;
+3. accepted drops are staged together, table by table, in one SQL pass per table;
+4. staged rows go to ``staging.<system>__<table>`` and to zstd Parquet under
+   ``HOME/staged``; issues to ``quarantine.issue``; one row per file to
+   ``audit.drop_file`` (delivered = staged + quarantined for every accepted file);
+5. history tables are rebuilt from the staged snapshots (or versions, for the MASH).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from . import early_help, education, health, mash, reference, social_care
+from .contracts import Contract, Table, load_contract
+from .drops import SYSTEMS, Drop, find_drops, verify
+from .staging import SQL_TYPE, StagedTable, install_macros, stage_table
+
+READERS = {m.SYSTEM: m.read_drop for m in (education, health, social_care, early_help, mash, reference)}
+WAREHOUSE_SQL = Path(__file__).parent / "sql" / "warehouse.sql"
+
+
+@dataclass
+class SystemSummary:
+    system: str
+    drops_found: int = 0
+    staged: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    rejected: dict[str, list[str]] = field(default_factory=dict)
+    rows_delivered: int = 0
+    rows_staged: int = 0
+    rows_quarantined: int = 0
+    values_flagged: int = 0
+
+
+def table_name(system: str, table: Table | str) -> str:
+    name = table if isinstance(table, str) else table.name
+    return f"{system}__{name.lower()}"
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Schemas, audit and quarantine tables, and the SQL macros, if not there yet."""
+    install_macros(con)
+    con.execute(WAREHOUSE_SQL.read_text(encoding="utf-8"))
+
+
+def ingest(con: duckdb.DuckDBPyConnection, landing: Path, staged_dir: Path, systems=SYSTEMS,
+           run_id: str | None = None, partitions: dict[str, list[str]] | None = None) -> list[SystemSummary]:
+    """Ingest every complete drop under ``landing`` (or only ``partitions[system]``)."""
+    prepare(con)
+    run_id = run_id or uuid.uuid4().hex
+    summaries = []
+    for system in systems:
+        drops = find_drops(landing, (system,))
+        if partitions is not None and system in partitions:
+            wanted = set(partitions[system])
+            drops = [d for d in drops if d.partition in wanted]
+        summaries.append(ingest_system(con, system, drops, staged_dir, run_id))
+    return summaries
+
+
+def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop], staged_dir: Path,
+                  run_id: str) -> SystemSummary:
+    contract = load_contract(system)
+    summary = SystemSummary(system, drops_found=len(drops))
+    known = dict(con.execute("SELECT extract_date::VARCHAR, fingerprint FROM audit.drop_loaded WHERE system = ?",
+                             [system]).fetchall())
+    accepted: list[Drop] = []
+    for drop in drops:
+        verify(drop, contract.encoding)
+        if not drop.ok:
+            summary.rejected[drop.partition] = drop.problems
+            _record_rejection(con, run_id, drop)
+        elif known.get(drop.partition) == drop.fingerprint:
+            summary.unchanged.append(drop.partition)
+            _record_drop(con, run_id, drop, "unchanged", "identical re-delivery: nothing to do")
+        else:
+            accepted.append(drop)
+    if accepted:
+        _stage(con, contract, accepted, staged_dir, run_id, summary, known)
+        _rebuild_history(con, contract)
+    return summary
+
+
+def _stage(con, contract: Contract, drops: list[Drop], staged_dir: Path, run_id: str,
+           summary: SystemSummary, known: dict[str, str]) -> None:
+    system = contract.system
+    reader = READERS[system]
+    raw_by_drop = {d.partition: reader(con, d) for d in drops}
+    dates = [d.partition for d in drops]
+    files: dict[tuple[str, str], dict] = {}  # (drop, file) -> counts
+    for table in contract.tables:
+        present = {drop: tables[table.name] for drop, tables in raw_by_drop.items() if table.name in tables}
+        staged = stage_table(con, contract, table, present) if present else None
+        _replace_rows(con, system, table, dates, staged)
+        if staged is None:
+            continue
+        _write_parquet(con, staged_dir, system, table, staged)
+        primary = contract.tables[[t.file for t in contract.tables].index(table.file)] is table
+        for drop, counts in staged.counts.items():
+            if primary:  # a file's reconciliation is its first (row-per-line) table's
+                files[(drop, table.file)] = counts
+            summary.values_flagged += counts["flagged"] if not primary else 0
+    for drop in drops:
+        for f in drop.files:
+            counts = files.get((drop.partition, f.name))
+            if counts is None:  # a file no contract table reads: keep it visible, never drop it silently
+                counts = {"delivered": f.rows, "staged": 0, "quarantined": f.rows, "flagged": 0}
+                _file_issue(con, run_id, drop, f.name, "unknown_file", f"{f.name} is not in the {system} contract")
+                status, reason = "quarantined", "file not in the contract"
+            else:
+                status = "staged"
+                reason = ("corrected re-delivery replaces the earlier one" if drop.partition in known else "")
+            summary.rows_delivered += counts["delivered"]
+            summary.rows_staged += counts["staged"]
+            summary.rows_quarantined += counts["quarantined"]
+            summary.values_flagged += counts["flagged"]
+            con.execute("INSERT INTO audit.drop_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                run_id, system, drop.partition, f.name, counts["delivered"], counts["staged"],
+                counts["quarantined"], counts["flagged"], status, reason, drop.fingerprint, _now()])
+        _record_drop(con, run_id, drop, "staged", "corrected re-delivery" if drop.partition in known else "")
+        summary.staged.append(drop.partition)
+
+
+def _replace_rows(con, system: str, table: Table, dates: list[str], staged: StagedTable | None) -> None:
+    """Replace the staged rows and issues of these drops for one table."""
+    name = table_name(system, table)
+    con.execute(f"CREATE TABLE IF NOT EXISTS staging.{name} ({_staging_columns(table)})")
+    con.execute(f"DELETE FROM staging.{name} WHERE extract_date IN (SELECT unnest(?::DATE[]))", [dates])
+    con.execute("DELETE FROM quarantine.issue WHERE system = ? AND table_name = ? AND extract_date IN "
+                "(SELECT unnest(?::DATE[]))", [system, table.name, dates])
+    if staged is None:
+        return
+    con.register("_staged", staged.rows)
+    con.register("_issues", staged.issues)
+    try:
+        con.execute(f"INSERT INTO staging.{name} BY NAME SELECT * EXCLUDE (_drop), CAST(_drop AS DATE) AS extract_date FROM _staged")
+        con.execute(f"""INSERT INTO quarantine.issue BY NAME
+            SELECT {_literal(system)} AS system, CAST(_drop AS DATE) AS extract_date, {_literal(table.file)} AS file_name,
+                   {_literal(table.name)} AS table_name, line_no, column_name, rule, severity, raw_value, message
+            FROM _issues""")
+    finally:
+        con.unregister("_staged")
+        con.unregister("_issues")
+
+
+def _staging_columns(table: Table) -> str:
+    cols = []
+    for c in table.columns:
+        cols.append(f'"{c.name}" {SQL_TYPE[c.type]}')
+        if c.identifier or (c.codes and not c.required):
+            cols.append(f'"{c.name}_flagged" VARCHAR')
+    return ", ".join(cols + ["extract_date DATE NOT NULL", "_line BIGINT"])
+
+
+def _write_parquet(con, staged_dir: Path, system: str, table: Table, staged: StagedTable) -> None:
+    """Typed zstd Parquet per system, table and drop, so a rebuild need not re-parse."""
+    root = Path(staged_dir) / system / table.name.lower()
+    con.register("_staged", staged.rows)
+    try:
+        for drop in staged.counts:
+            folder = root / f"extract_date={drop}"
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            con.execute(f"COPY (SELECT * EXCLUDE (_drop) FROM _staged WHERE _drop = ?) TO '{folder / 'data.parquet'}' "
+                        "(FORMAT parquet, COMPRESSION zstd)", [drop])
+    finally:
+        con.unregister("_staged")
+
+
+def _rebuild_history(con, contract: Contract) -> None:
+    """History from every staged drop of the system: valid_from / valid_to per key."""
+    system = contract.system
+    if contract.mode == "delta":
+        for table in contract.tables:
+            con.execute(mash.history_sql(table.name.lower()))
+        return
+    for table in contract.tables:
+        name = table_name(system, table)
+        key = ", ".join(f'"{k}"' for k in table.key)
+        values = [f'"{c.name}"' for c in table.columns]
+        # Drops that carried this table's file: a monthly education drop has no pupils.csv,
+        # so it neither confirms nor deletes a pupil.
+        con.execute(f"""
+            CREATE OR REPLACE TABLE history.{name} AS
+            WITH drops AS (
+                SELECT extract_date, row_number() OVER (ORDER BY extract_date) AS drop_no
+                FROM (SELECT DISTINCT extract_date FROM audit.drop_file_loaded
+                      WHERE system = {_literal(system)} AND file_name = {_literal(table.file)} AND status = 'staged')
+            ),
+            rows AS (
+                SELECT s.*, d.drop_no, md5(CAST(row({", ".join(values)}) AS VARCHAR)) AS _hash
+                FROM staging.{name} s JOIN drops d USING (extract_date)
+                QUALIFY row_number() OVER (PARTITION BY {key}, s.extract_date ORDER BY s._line) = 1
+            ),
+            marked AS (
+                SELECT *, coalesce(lag(_hash) OVER w <> _hash OR lag(drop_no) OVER w <> drop_no - 1, true) AS starts
+                FROM rows WINDOW w AS (PARTITION BY {key} ORDER BY drop_no)
+            ),
+            versioned AS (
+                SELECT *, sum(CAST(starts AS INTEGER)) OVER (PARTITION BY {key} ORDER BY drop_no) AS version FROM marked
+            ),
+            spans AS (
+                SELECT {key}, version, {", ".join(f"any_value({v}) AS {v}" for v in values if v.strip('"') not in table.key)}{"," if len(values) > len(table.key) else ""}
+                       min(extract_date) AS valid_from, max(drop_no) AS last_drop_no
+                FROM versioned GROUP BY {key}, version
+            )
+            SELECT spans.* EXCLUDE (version, last_drop_no),
+                   next_drop.extract_date AS valid_to,
+                   next_drop.extract_date IS NULL AS is_current,
+                   next_drop.extract_date IS NOT NULL
+                       AND lead(valid_from) OVER (PARTITION BY {key} ORDER BY version) IS DISTINCT FROM next_drop.extract_date
+                       AS is_deleted
+            FROM spans LEFT JOIN drops AS next_drop ON next_drop.drop_no = spans.last_drop_no + 1
+        """)
+
+
+def _record_rejection(con, run_id: str, drop: Drop) -> None:
+    reason = "; ".join(drop.problems)
+    for f in drop.files:
+        con.execute("INSERT INTO audit.drop_file VALUES (?, ?, ?, ?, ?, 0, 0, 0, 'rejected', ?, ?, ?)",
+                    [run_id, drop.system, drop.partition, f.name, f.rows, reason, drop.fingerprint, _now()])
+    _record_drop(con, run_id, drop, "rejected", reason)
+
+
+def _record_drop(con, run_id: str, drop: Drop, status: str, reason: str) -> None:
+    con.execute("INSERT INTO audit.drop VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, drop.system, drop.partition, drop.mode, drop.fingerprint, status, reason, _now()])
+
+
+def _file_issue(con, run_id: str, drop: Drop, file_name: str, rule: str, message: str) -> None:
+    con.execute("INSERT INTO quarantine.issue (system, extract_date, file_name, table_name, line_no, column_name, rule, "
+                "severity, raw_value, message) VALUES (?, ?, ?, NULL, NULL, NULL, ?, 'hard', NULL, ?)",
+                [drop.system, drop.partition, file_name, rule, message])
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def summaries_json(summaries: list[SystemSummary]) -> str:
+    return json.dumps([s.__dict__ for s in summaries], indent=2, default=str)

@@ -1,0 +1,37 @@
+-- The build warehouse's ingestion schemas. Audit tables are append-only logs; the
+-- *_loaded views say what is in staging now.
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS history;
+CREATE SCHEMA IF NOT EXISTS quarantine;
+CREATE SCHEMA IF NOT EXISTS audit;
+
+-- One row per drop per ingestion attempt: staged, unchanged (identical re-delivery)
+-- or rejected (files disagree with the manifest).
+CREATE TABLE IF NOT EXISTS audit.drop (
+    run_id VARCHAR, system VARCHAR, extract_date DATE, mode VARCHAR, fingerprint VARCHAR,
+    status VARCHAR, reason VARCHAR, recorded_at TIMESTAMPTZ
+);
+
+-- One row per delivered file per ingestion attempt. For every staged file
+-- delivered_rows = staged_rows + quarantined_rows.
+CREATE TABLE IF NOT EXISTS audit.drop_file (
+    run_id VARCHAR, system VARCHAR, extract_date DATE, file_name VARCHAR,
+    delivered_rows BIGINT, staged_rows BIGINT, quarantined_rows BIGINT, flagged_values BIGINT,
+    status VARCHAR, reason VARCHAR, fingerprint VARCHAR, recorded_at TIMESTAMPTZ
+);
+
+-- Every rule a delivered row or value broke: hard ones kept the row out of staging,
+-- soft ones moved a value to its <column>_flagged column.
+CREATE TABLE IF NOT EXISTS quarantine.issue (
+    system VARCHAR, extract_date DATE, file_name VARCHAR, table_name VARCHAR, line_no BIGINT,
+    column_name VARCHAR, rule VARCHAR, severity VARCHAR, raw_value VARCHAR, message VARCHAR
+);
+
+-- The delivery of each system and date that staging holds now.
+CREATE OR REPLACE VIEW audit.drop_loaded AS
+SELECT * FROM audit.drop WHERE status = 'staged'
+QUALIFY row_number() OVER (PARTITION BY system, extract_date ORDER BY recorded_at DESC) = 1;
+
+CREATE OR REPLACE VIEW audit.drop_file_loaded AS
+SELECT f.* FROM audit.drop_file f
+JOIN audit.drop_loaded d ON d.run_id = f.run_id AND d.system = f.system AND d.extract_date = f.extract_date;
