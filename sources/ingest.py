@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from . import early_help, education, health, mash, reference, social_care
 from .contracts import Contract, Table, load_contract
-from .drops import SYSTEMS, Drop, find_drops, verify
+from .drops import SYSTEMS, Drop, check_rows, find_drops, verify
 from .staging import SQL_TYPE, StagedTable, install_macros, stage_table
 
 READERS = {m.SYSTEM: m.read_drop for m in (education, health, social_care, early_help, mash, reference)}
@@ -80,9 +80,15 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
     known = dict(con.execute("SELECT extract_date::VARCHAR, fingerprint FROM audit.drop_loaded WHERE system = ?",
                              [system]).fetchall())
     accepted: list[Drop] = []
+    raw_by_drop: dict[str, dict] = {}
     for drop in drops:
-        verify(drop, contract.encoding)
+        verify(drop, contract.encoding, count_rows=False)
+        if drop.ok and known.get(drop.partition) != drop.fingerprint:
+            raw_by_drop[drop.partition] = READERS[system](con, drop)
+            for file_name, rows in _rows_read(contract, raw_by_drop[drop.partition]).items():
+                check_rows(drop, file_name, rows)
         if not drop.ok:
+            raw_by_drop.pop(drop.partition, None)
             summary.rejected[drop.partition] = drop.problems
             _record_rejection(con, run_id, drop)
         elif known.get(drop.partition) == drop.fingerprint:
@@ -91,16 +97,26 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
         else:
             accepted.append(drop)
     if accepted:
-        _stage(con, contract, accepted, staged_dir, run_id, summary, known)
+        _stage(con, contract, accepted, raw_by_drop, staged_dir, run_id, summary, known)
         _rebuild_history(con, contract)
     return summary
 
 
-def _stage(con, contract: Contract, drops: list[Drop], staged_dir: Path, run_id: str,
+def _rows_read(contract: Contract, tables: dict) -> dict[str, int]:
+    """Data rows per file as read: records parsed plus lines that could not be read."""
+    header_lines = 0 if contract.format == "ndjson" else 1
+    out = {}
+    for table in contract.tables:
+        raw = tables.get(table.name)
+        if raw is not None and table.file not in out:
+            unreadable = sum(1 for n in raw.issues["line_no"].to_pylist() if n is not None and n > header_lines)
+            out[table.file] = raw.rows.num_rows + unreadable
+    return out
+
+
+def _stage(con, contract: Contract, drops: list[Drop], raw_by_drop: dict, staged_dir: Path, run_id: str,
            summary: SystemSummary, known: dict[str, str]) -> None:
     system = contract.system
-    reader = READERS[system]
-    raw_by_drop = {d.partition: reader(con, d) for d in drops}
     dates = [d.partition for d in drops]
     files: dict[tuple[str, str], dict] = {}  # (drop, file) -> counts
     for table in contract.tables:
@@ -168,17 +184,16 @@ def _staging_columns(table: Table) -> str:
 
 
 def _write_parquet(con, staged_dir: Path, system: str, table: Table, staged: StagedTable) -> None:
-    """Typed zstd Parquet per system, table and drop, so a rebuild need not re-parse."""
+    """Typed zstd Parquet per system, table and drop (hive-style extract_date=…
+    folders), so that a rebuild need not re-parse raw files."""
     root = Path(staged_dir) / system / table.name.lower()
+    for drop in staged.counts:  # a corrected re-delivery replaces its folder whole
+        shutil.rmtree(root / f"extract_date={drop}", ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
     con.register("_staged", staged.rows)
     try:
-        for drop in staged.counts:
-            folder = root / f"extract_date={drop}"
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-            con.execute(f"COPY (SELECT * EXCLUDE (_drop) FROM _staged WHERE _drop = ?) TO '{folder / 'data.parquet'}' "
-                        "(FORMAT parquet, COMPRESSION zstd)", [drop])
+        con.execute(f"COPY (SELECT * EXCLUDE (_drop), CAST(_drop AS DATE) AS extract_date FROM _staged) TO '{root}' "
+                    "(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (extract_date), OVERWRITE_OR_IGNORE true)")
     finally:
         con.unregister("_staged")
 

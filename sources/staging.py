@@ -14,6 +14,7 @@ row ends in exactly one place:
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from functools import cache
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -67,11 +69,21 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
 def read_csv_text(path: Path, encoding: str) -> RawTable:
     """Read a CSV as text. Undecodable and malformed lines become issues, not errors."""
     data = Path(path).read_bytes()
-    text, bad = _decode(data, encoding)
-    lines = text.splitlines()
-    if not lines:
+    data, bad = _as_utf8(data, encoding)
+    if not data.strip():
         return RawTable(pa.table({"_line": pa.array([], pa.int64())}), _issues(bad), [])
-    header = next(csv.reader([lines[0]]))
+    header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]))
+    table, unreadable = _parse(data, header, bad, use_threads=True)
+    if any(u["line_no"] is None for u in unreadable):  # Arrow numbers bad rows only when single-threaded
+        table, unreadable = _parse(data, header, bad, use_threads=False)
+    skipped = {u["line_no"] for u in unreadable} | {b["line_no"] for b in bad}
+    physical = data.count(b"\n") + (not data.endswith(b"\n")) + len(bad)
+    line_numbers = _data_line_numbers(table, data, physical, skipped)
+    table = table.append_column("_line", pa.array(line_numbers, pa.int64()))
+    return RawTable(table, _issues(bad + unreadable), header)
+
+
+def _parse(data: bytes, header: list[str], bad: list[dict], use_threads: bool):
     unreadable: list[dict] = []
 
     def on_invalid(row) -> str:
@@ -81,16 +93,27 @@ def read_csv_text(path: Path, encoding: str) -> RawTable:
         return "skip"
 
     table = pacsv.read_csv(
-        io.BytesIO(text.encode("utf-8")),
-        read_options=pacsv.ReadOptions(use_threads=False, column_names=None),
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(use_threads=use_threads),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
                                              strings_can_be_null=True, quoted_strings_can_be_null=True),
     )
-    skipped = {u["line_no"] for u in unreadable} | {b["line_no"] for b in bad}
-    line_numbers = _data_line_numbers(table, text, len(lines) + len(bad), skipped)
-    table = table.append_column("_line", pa.array(line_numbers, pa.int64()))
-    return RawTable(table, _issues(bad + unreadable), header)
+    return table, unreadable
+
+
+def _as_utf8(data: bytes, encoding: str) -> tuple[bytes, list[dict]]:
+    """The file as UTF-8 bytes for Arrow, and the lines that cannot be decoded."""
+    if encoding == "utf-8-sig" and data.startswith(codecs.BOM_UTF8):
+        data, encoding = data[len(codecs.BOM_UTF8):], "utf-8"
+    elif encoding == "utf-8-sig":
+        encoding = "utf-8"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        text, bad = _decode_by_line(data, encoding)
+        return text.encode("utf-8"), bad
+    return (data if encoding == "utf-8" else text.encode("utf-8")), []
 
 
 def read_csv_drop(contract: Contract, drop) -> dict[str, RawTable]:
@@ -99,18 +122,12 @@ def read_csv_drop(contract: Contract, drop) -> dict[str, RawTable]:
             for t in contract.tables if (drop.folder / t.file).exists()}
 
 
-def _decode(data: bytes, encoding: str) -> tuple[str, list[dict]]:
-    """Decode the whole file; if that fails, decode line by line and report the lines
-    that cannot be read in this encoding."""
-    try:
-        return data.decode(encoding), []
-    except UnicodeDecodeError:
-        pass
+def _decode_by_line(data: bytes, encoding: str) -> tuple[str, list[dict]]:
+    """Decode line by line, reporting the lines that cannot be read in this encoding."""
     good, bad = [], []
     for number, raw in enumerate(data.splitlines(keepends=True), start=1):
         try:
-            good.append(raw.decode("utf-8-sig" if number == 1 and encoding == "utf-8-sig" else
-                                   ("utf-8" if encoding == "utf-8-sig" else encoding)))
+            good.append(raw.decode(encoding))
         except UnicodeDecodeError as error:
             bad.append({"line_no": number, "column_name": None, "rule": "wrong_encoding", "severity": "hard",
                         "raw_value": raw.decode(encoding, errors="replace")[:500],
@@ -129,20 +146,18 @@ def _physical(number: int | None, removed: list[dict]) -> int | None:
     return line
 
 
-def _data_line_numbers(table: pa.Table, text: str, physical_lines: int, skipped: set[int]) -> list[int]:
+def _data_line_numbers(table: pa.Table, data: bytes, physical_lines: int, skipped: set[int]) -> np.ndarray:
     """The physical line each parsed record started on (line 1 is the header)."""
-    multiline = any(
-        pc.any(pc.match_substring(table[c], "\n")).as_py() for c in table.column_names
-        if pa.types.is_string(table[c].type))
-    if not multiline:  # the usual case: one record per line
-        return [n for n in range(2, physical_lines + 1) if n not in skipped][: table.num_rows]
+    if physical_lines - 1 == table.num_rows + len(skipped):  # one record per line: the usual case
+        lines = np.arange(2, physical_lines + 1)
+        return lines[~np.isin(lines, list(skipped))] if skipped else lines
     # a quoted value spans lines: let the csv module say where each record starts
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
     starts, line = [], 1
     for _ in reader:
         starts.append(line)
         line = reader.line_num + 1
-    return [n for n in starts[1:] if n not in skipped][: table.num_rows]
+    return np.asarray([n for n in starts[1:] if n not in skipped][: table.num_rows])
 
 
 def _issues(rows: list[dict]) -> pa.Table:
@@ -292,24 +307,33 @@ def _hard_rules(contract: Contract, column: Column) -> list[tuple[str, str]]:
 
 
 def _issues_sql(contract: Contract, table: Table) -> str:
-    parts = []
+    """One scan of the rows: each yields the list of rules it breaks."""
+    checks = []
     for column in table.columns:
         raw = _q(column.name)
         if column.required:
-            parts.append(_issue_select(column, "missing_required", "hard", f"{raw} IS NULL",
-                                       f"required value missing in {column.name}"))
+            checks.append(_issue_struct(column, "missing_required", "hard", f"{raw} IS NULL",
+                                        f"required value missing in {column.name}"))
         for severity, rules in (("hard", _hard_rules(contract, column)), ("soft", _soft_rules(column))):
             for rule, broken in rules:
                 condition = broken.replace("{raw}", raw)
-                parts.append(_issue_select(column, rule, severity, f"{raw} IS NOT NULL AND ({condition})",
-                                           _message(column, rule)))
-    return " UNION ALL ".join(parts) + " ORDER BY _drop, line_no, column_name"
+                checks.append(_issue_struct(column, rule, severity, f"{raw} IS NOT NULL AND ({condition})",
+                                            _message(column, rule)))
+    sql = (f"SELECT _line AS line_no, i['column_name'] AS column_name, i['rule'] AS rule, "
+            f"i['severity'] AS severity, i['raw_value'] AS raw_value, i['message'] AS message, _drop FROM ("
+            f"SELECT _drop, _line, unnest(list_filter([{', '.join(checks)}], lambda x: x IS NOT NULL)) AS i FROM _raw)")
+    if contract.mode == "snapshot":  # a snapshot holds each key once; a delta may resend it
+        key = ", ".join(_q(k) for k in table.key)
+        shown = " || '|' || ".join(f"coalesce({_q(k)}, '')" for k in table.key)
+        sql += (f" UNION ALL SELECT _line, NULL, 'duplicate_key', 'hard', {shown}, "
+                f"'key (' || {_literal(', '.join(table.key))} || ') already on line ' || first_line, _drop FROM ("
+                f"SELECT *, min(_line) OVER (PARTITION BY _drop, {key}) AS first_line FROM _raw) WHERE _line > first_line")
+    return sql + " ORDER BY _drop, line_no, column_name"
 
 
-def _issue_select(column: Column, rule: str, severity: str, where: str, message: str) -> str:
-    return (f"SELECT _line AS line_no, {_literal(column.name)} AS column_name, {_literal(rule)} AS rule, "
-            f"{_literal(severity)} AS severity, {_q(column.name)} AS raw_value, {_literal(message)} AS message, _drop "
-            f"FROM _raw WHERE {where}")
+def _issue_struct(column: Column, rule: str, severity: str, where: str, message: str) -> str:
+    return (f"CASE WHEN {where} THEN {{'column_name': {_literal(column.name)}, 'rule': {_literal(rule)}, "
+            f"'severity': {_literal(severity)}, 'raw_value': {_q(column.name)}, 'message': {_literal(message)}}} END")
 
 
 def _message(column: Column, rule: str) -> str:
