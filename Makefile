@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= data
 CITY := $(DATA)/city
-export DAGSTER_HOME ?= $(abspath $(DATA)/dagster_home)
+HOME_DIR := $(DATA)/home
+export DAGSTER_HOME ?= $(abspath $(HOME_DIR)/dagster)
 
 .PHONY: demo test install dagster bench clean
 
@@ -23,20 +24,23 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-demo: install $(DAGSTER_HOME)/dagster.yaml
+demo: install
 	$(BIN)/earlyhelp synth --out $(CITY)
+	$(BIN)/earlyhelp build --landing $(CITY)/landing --home $(HOME_DIR)
 	@echo
-	@echo "Synthetic city written: landing files in $(CITY)/landing, truth in $(CITY)/truth"
-	@echo "Dagster UI: DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev   (from this folder)"
+	@echo "Synthetic city: $(CITY)/landing (truth in $(CITY)/truth)"
+	@echo "Build warehouse: $(HOME_DIR)/warehouse/build.duckdb"
+	@echo "Dagster UI: make dagster   (loads pipelines/definitions.py on the build's instance)"
 
 test: install
 	$(BIN)/python -m pytest -q
 
 dagster: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev
+	EARLYHELP_HOME=$(HOME_DIR) EARLYHELP_LANDING=$(CITY)/landing $(BIN)/dagster dev
 
 bench: install
 	$(BIN)/python benchmarks/synth.py
+	$(BIN)/python benchmarks/ingest.py --landing $(CITY)/landing
 
 clean:
 	rm -rf $(DATA)

@@ -32,10 +32,33 @@ def main(argv: list[str] | None = None) -> int:
                             "until --end (default: 27 days before --end; use --start for every drop of the period)")
     synth.add_argument("--out", type=Path, required=True, help="folder for landing/ and truth/")
 
+    build = commands.add_parser("build", help="run the whole pipeline, in process, on every drop in a landing folder")
+    build.add_argument("--landing", type=Path, required=True, help="the landing folder (<landing>/<system>/<date>/)")
+    build.add_argument("--home", type=Path, required=True,
+                       help="where the build keeps its database, Dagster instance, staged Parquet and reports")
+
     args = parser.parse_args(argv)
     if args.command == "synth":
         return _synth(args)
+    if args.command == "build":
+        return _build(args)
     return 2
+
+
+def _build(args) -> int:
+    from pipelines.build import build, print_summary
+
+    try:
+        result = build(args.landing, args.home)
+    except FileNotFoundError as error:
+        print(f"earlyhelp build: {error}", file=sys.stderr)
+        return 2
+    print_summary(result)
+    if not result.ok:
+        failed = ", ".join(s for s, ok in result.runs.items() if not ok)
+        print(f"earlyhelp build: {failed} run(s) failed; see the Dagster UI or the audit tables", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _synth(args) -> int:

@@ -1,16 +1,20 @@
 """The one Definitions object that `dagster dev` (run from the repo root) loads."""
 
-from __future__ import annotations
-
 import dagster as dg
 
+from assets.staging import staging_assets
 from assets.synthetic import synthetic_city
+from pipelines.resources import Warehouse
+from pipelines.sensors import cadence_schedules, new_drop_sensor
 
 synthetic_city_job = dg.define_asset_job("synthetic_city_job", selection=[synthetic_city])
 
 defs = dg.Definitions(
-    assets=[synthetic_city],
+    assets=[synthetic_city, *staging_assets],
     jobs=[synthetic_city_job],
+    sensors=[new_drop_sensor],
+    schedules=cadence_schedules,
+    resources={"warehouse": Warehouse()},
     # One DuckDB writer at a time: steps run in the launching process, one after another.
     executor=dg.in_process_executor,
 )

@@ -69,7 +69,13 @@ def ingest(con: duckdb.DuckDBPyConnection, landing: Path, staged_dir: Path, syst
         if partitions is not None and system in partitions:
             wanted = set(partitions[system])
             drops = [d for d in drops if d.partition in wanted]
-        summaries.append(ingest_system(con, system, drops, staged_dir, run_id))
+        con.begin()  # a system is staged whole or not at all
+        try:
+            summaries.append(ingest_system(con, system, drops, staged_dir, run_id))
+        except BaseException:
+            con.rollback()
+            raise
+        con.commit()
     return summaries
 
 
@@ -128,9 +134,10 @@ def _stage(con, contract: Contract, drops: list[Drop], raw_by_drop: dict, staged
         _write_parquet(con, staged_dir, system, table, staged)
         primary = contract.tables[[t.file for t in contract.tables].index(table.file)] is table
         for drop, counts in staged.counts.items():
-            if primary:  # a file's reconciliation is its first (row-per-line) table's
-                files[(drop, table.file)] = counts
-            summary.values_flagged += counts["flagged"] if not primary else 0
+            if primary:  # a file's rows reconcile through its first (one row per line) table
+                files[(drop, table.file)] = dict(counts)
+            else:  # values flagged in a file's other tables (e.g. FHIR identifiers) count for the file
+                files[(drop, table.file)]["flagged"] += counts["flagged"]
     for drop in drops:
         for f in drop.files:
             counts = files.get((drop.partition, f.name))

@@ -11,8 +11,12 @@ from pipelines.definitions import defs
 def test_definitions_load_with_the_expected_asset_keys():
     repo = defs.get_repository_def()
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"synthetic_city"}
+    assert keys == {"synthetic_city"} | {f"staging/{s}" for s in
+                                         ("education", "health", "social_care", "early_help", "mash", "reference")}
     assert repo.get_job("synthetic_city_job")
+    assert {s.name for s in repo.schedule_defs} == {f"{s}_cadence" for s in
+                                                    ("education", "health", "social_care", "early_help", "mash", "reference")}
+    assert [s.name for s in repo.sensor_defs] == ["new_drop_sensor"]
 
 
 def test_synthetic_city_asset_writes_a_city(tmp_path):
@@ -26,3 +30,44 @@ def test_synthetic_city_asset_writes_a_city(tmp_path):
         "education", "health", "social_care", "early_help", "mash", "reference"}
     metadata = result.asset_materializations_for_node("synthetic_city")[0].metadata
     assert metadata["persons"].value > 120
+
+
+def test_sensor_registers_drops_and_requests_one_run_per_delivery(small_city, tmp_path):
+    from pipelines.resources import Warehouse
+    from pipelines.sensors import new_drop_sensor
+
+    landing = small_city[0] / "landing"
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = Warehouse(home=str(tmp_path), landing=str(landing))
+    context = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse})
+    first = new_drop_sensor(context)
+    manifests = sorted(landing.glob("*/*/_manifest.json"))
+    assert len(first) == len(manifests)
+    assert sorted(instance.get_dynamic_partitions("mash_drops")) == sorted(
+        p.parent.name for p in manifests if p.parent.parent.name == "mash")
+    # the same deliveries give the same run keys, so the daemon never runs them twice
+    again = new_drop_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}))
+    assert [r.run_key for r in again] == [r.run_key for r in first]
+    assert all(r.run_key.split(":")[0] == r.tags["earlyhelp/system"] for r in first)
+
+
+def test_a_corrected_redelivery_gets_a_new_run_key(small_city, tmp_path):
+    import json
+    import shutil
+
+    from pipelines.resources import Warehouse
+    from pipelines.sensors import requests_for_new_drops
+
+    source = sorted((small_city[0] / "landing" / "mash").iterdir())[1]
+    landing = tmp_path / "landing"
+    shutil.copytree(source, landing / "mash" / source.name)
+    instance = dg.DagsterInstance.ephemeral()
+    warehouse = Warehouse(home=str(tmp_path / "home"), landing=str(landing))
+    [before] = requests_for_new_drops(instance, warehouse, ("mash",))
+    path = landing / "mash" / source.name / "contacts.csv"
+    assert [r.run_key for r in requests_for_new_drops(instance, warehouse, ("mash",))] == [before.run_key]
+    manifest = json.loads((path.parent / "_manifest.json").read_text())
+    manifest["files"][0]["sha256"] = "0" * 64  # the system re-sent different content for the date
+    (path.parent / "_manifest.json").write_text(json.dumps(manifest))
+    [after] = requests_for_new_drops(instance, warehouse, ("mash",))
+    assert after.run_key != before.run_key and after.partition_key == before.partition_key

@@ -176,7 +176,7 @@ def _relationships(world, people: pd.DataFrame):
     rows = []
     for rel, col in (("MOTHER", "mother_key"), ("FATHER", "father_key")):
         parent = p.loc[kids, col].to_numpy()
-        ok = np.isin(parent, rec.index)
+        ok = pd.Series(parent).isin(rec.index).to_numpy()  # hash lookup: np.isin on strings is quadratic
         rows.append(pd.DataFrame({"a": kids[ok], "b": parent[ok], "rel_type": rel}))
     child_rec = p.loc[kids, ["mother_key", "father_key"]].reset_index()
     pairs = child_rec.merge(child_rec, on="mother_key", suffixes=("", "_sib"))
