@@ -139,10 +139,9 @@ def _versions(rows: pd.DataFrame, contacts: pd.DataFrame) -> pd.DataFrame:
         v["decision"] = contacts["decision"].to_numpy() if stage == "decided" else None
         v["decision_at"] = decided if stage == "decided" else None
         v["decision_signed_off_by"] = contacts["decision_signed_off_by"].to_numpy() if stage == "decided" else None
-        v["_updated"] = updated.dt.tz_convert("UTC").to_numpy()
+        v["_updated"] = updated.dt.tz_convert("UTC").array  # stays a datetime array, not Timestamp objects
         v["updated_at"] = fmt_instant(updated).to_numpy()
         v["_stage"] = len(stages)
         stages.append(v)
     versions = pd.concat(stages, ignore_index=True)
-    versions["_updated"] = pd.to_datetime(versions["_updated"], utc=True)
     return versions.sort_values(["_updated", "_stage"], kind="stable").reset_index(drop=True)
