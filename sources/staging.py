@@ -76,9 +76,7 @@ def read_csv_text(path: Path, encoding: str) -> RawTable:
     table, unreadable = _parse(data, header, bad, use_threads=True)
     if any(u["line_no"] is None for u in unreadable):  # Arrow numbers bad rows only when single-threaded
         table, unreadable = _parse(data, header, bad, use_threads=False)
-    skipped = {u["line_no"] for u in unreadable} | {b["line_no"] for b in bad}
-    physical = data.count(b"\n") + (not data.endswith(b"\n")) + len(bad)
-    line_numbers = _data_line_numbers(table, data, physical, skipped)
+    line_numbers = _data_line_numbers(table, data, bad, unreadable)
     table = table.append_column("_line", pa.array(line_numbers, pa.int64()))
     return RawTable(table, _issues(bad + unreadable), header)
 
@@ -87,7 +85,7 @@ def _parse(data: bytes, header: list[str], bad: list[dict], use_threads: bool):
     unreadable: list[dict] = []
 
     def on_invalid(row) -> str:
-        unreadable.append({"line_no": _physical(row.number, bad), "column_name": None, "rule": "unreadable_line",
+        unreadable.append({"line_no": row.number, "column_name": None, "rule": "unreadable_line",  # a record number
                            "severity": "hard", "raw_value": row.text[:500],
                            "message": f"{row.actual_columns} fields where the header has {row.expected_columns}"})
         return "skip"
@@ -146,18 +144,31 @@ def _physical(number: int | None, removed: list[dict]) -> int | None:
     return line
 
 
-def _data_line_numbers(table: pa.Table, data: bytes, physical_lines: int, skipped: set[int]) -> np.ndarray:
-    """The physical line each parsed record started on (line 1 is the header)."""
-    if physical_lines - 1 == table.num_rows + len(skipped):  # one record per line: the usual case
+def _data_line_numbers(table: pa.Table, data: bytes, bad: list[dict], unreadable: list[dict]) -> np.ndarray:
+    """The physical line each parsed record started on (line 1 is the header).
+
+    Arrow numbers the records it cannot read by record (header = 1), skipping blank
+    lines and counting a record whose quoted value spans lines once; both the unreadable
+    records (``unreadable``, renumbered in place) and the parsed ones get physical line
+    numbers, counting the undecodable lines (``bad``) removed before Arrow saw the text."""
+    physical_lines = data.count(b"\n") + (not data.endswith(b"\n")) + len(bad)
+    if physical_lines - 1 == table.num_rows + len(unreadable) + len(bad):  # one record per line: the usual case
+        for u in unreadable:
+            u["line_no"] = _physical(u["line_no"], bad)
+        skipped = {u["line_no"] for u in unreadable} | {b["line_no"] for b in bad}
         lines = np.arange(2, physical_lines + 1)
         return lines[~np.isin(lines, list(skipped))] if skipped else lines
-    # a quoted value spans lines: let the csv module say where each record starts
+    # a quoted value spans lines, or there are blank lines: let the csv module say where each record starts
     reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
     starts, line = [], 1
-    for _ in reader:
-        starts.append(line)
+    for record in reader:
+        if record:  # Arrow skips blank lines
+            starts.append(_physical(line, bad))
         line = reader.line_num + 1
-    return np.asarray([n for n in starts[1:] if n not in skipped][: table.num_rows])
+    records = {u["line_no"] for u in unreadable}
+    for u in unreadable:
+        u["line_no"] = starts[u["line_no"] - 1] if u["line_no"] is not None and u["line_no"] <= len(starts) else None
+    return np.asarray([n for i, n in enumerate(starts[1:], start=2) if i not in records][: table.num_rows], dtype=np.int64)
 
 
 def _issues(rows: list[dict]) -> pa.Table:
@@ -195,13 +206,13 @@ def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table
 
     if usable:
         con.register("_raw", pa.concat_tables(usable))
-        try:
-            row_issues = con.sql(_issues_sql(contract, table)).to_arrow_table()
-            con.register("_row_issues", row_issues)
-            staged = con.sql(_typed_sql(contract, table)).to_arrow_table()
+        try:  # every rule is evaluated once, into a per-row list of the rules broken
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {_checked_sql(contract, table)}")
+            row_issues = con.sql(ISSUES_SQL).to_arrow_table()
+            staged = con.sql(_typed_sql(table)).to_arrow_table()
         finally:
             con.unregister("_raw")
-        con.unregister("_row_issues")
+            con.execute("DROP TABLE IF EXISTS _checked")
         issues.append(row_issues.cast(ISSUE_SCHEMA.append(pa.field("_drop", pa.string()))))
     else:
         staged = _empty_staged(table)
@@ -281,7 +292,8 @@ def _code_violation(column: Column, raw: str) -> str | None:
 
 
 def _soft_rules(column: Column) -> list[tuple[str, str]]:
-    """(rule, SQL true when broken) for rules that flag a value but keep the row."""
+    """(rule, SQL true when broken, given {raw} is not null) for rules that flag a value
+    but keep the row."""
     raw = "{raw}"
     rules = []
     if column.identifier == "nhs_number":
@@ -296,44 +308,76 @@ def _soft_rules(column: Column) -> list[tuple[str, str]]:
     return rules
 
 
-def _hard_rules(contract: Contract, column: Column) -> list[tuple[str, str]]:
-    raw = "{raw}"
+def _hard_rules(column: Column) -> list[tuple[str, str]]:
+    """(rule, SQL true when broken) for rules that keep the row out of staging; a value
+    that does not parse is NULL in its typed column ``_t_<name>``."""
     rules = []
     if column.type != "text":
-        rules.append((f"unparseable_{column.type}", f"({parse_expr(contract, column, raw)}) IS NULL"))
+        rules.append((f"unparseable_{column.type}", f"{_q('_t_' + column.name)} IS NULL"))
     if column.codes and column.required:
-        rules.append(("unknown_code", _code_violation(column, raw)))
+        rules.append(("unknown_code", _code_violation(column, "{raw}")))
     return rules
 
 
-def _issues_sql(contract: Contract, table: Table) -> str:
-    """One scan of the rows: each yields the list of rules it breaks."""
+def _checked_sql(contract: Contract, table: Table) -> str:
+    """The raw rows with each column parsed once (``_t_<name>``) and ``_found``: the list
+    of every rule the row breaks."""
     checks = []
     for column in table.columns:
         raw = _q(column.name)
         if column.required:
             checks.append(_issue_struct(column, "missing_required", "hard", f"{raw} IS NULL",
                                         f"required value missing in {column.name}"))
-        for severity, rules in (("hard", _hard_rules(contract, column)), ("soft", _soft_rules(column))):
+        for severity, rules in (("hard", _hard_rules(column)), ("soft", _soft_rules(column))):
             for rule, broken in rules:
                 condition = broken.replace("{raw}", raw)
                 checks.append(_issue_struct(column, rule, severity, f"{raw} IS NOT NULL AND ({condition})",
                                             _message(column, rule)))
-    sql = (f"SELECT _line AS line_no, i['column_name'] AS column_name, i['rule'] AS rule, "
-            f"i['severity'] AS severity, i['raw_value'] AS raw_value, i['message'] AS message, _drop FROM ("
-            f"SELECT _drop, _line, unnest(list_filter([{', '.join(checks)}], lambda x: x IS NOT NULL)) AS i FROM _raw)")
     if contract.mode == "snapshot":  # a snapshot holds each key once; a delta may resend it
         key = ", ".join(_q(k) for k in table.key)
         shown = " || '|' || ".join(f"coalesce({_q(k)}, '')" for k in table.key)
-        sql += (f" UNION ALL SELECT _line, NULL, 'duplicate_key', 'hard', {shown}, "
-                f"'key (' || {_literal(', '.join(table.key))} || ') already on line ' || first_line, _drop FROM ("
-                f"SELECT *, min(_line) OVER (PARTITION BY _drop, {key}) AS first_line FROM _raw) WHERE _line > first_line")
-    return sql + " ORDER BY _drop, line_no, column_name"
+        first = f"min(_line) OVER (PARTITION BY _drop, {key})"
+        checks.append(
+            f"CASE WHEN _line > {first} THEN {{'column_name': NULL, 'rule': 'duplicate_key', 'severity': 'hard', "
+            f"'raw_value': {shown}, 'message': 'key (' || {_literal(', '.join(table.key))} || ') already on line ' "
+            f"|| {first}}} END")
+    parsed = "".join(f", {parse_expr(contract, c, _q(c.name))} AS {_q('_t_' + c.name)}"
+                     for c in table.columns if c.type != "text")
+    return (f"SELECT *, list_filter([{', '.join(checks)}], lambda x: x IS NOT NULL) AS _found "
+            f"FROM (SELECT *{parsed} FROM _raw)")
+
+
+ISSUES_SQL = """
+    SELECT _line AS line_no, i['column_name'] AS column_name, i['rule'] AS rule, i['severity'] AS severity,
+           i['raw_value'] AS raw_value, i['message'] AS message, _drop
+    FROM (SELECT _drop, _line, unnest(_found) AS i FROM _checked WHERE len(_found) > 0)
+    ORDER BY _drop, line_no, column_name
+"""
 
 
 def _issue_struct(column: Column, rule: str, severity: str, where: str, message: str) -> str:
     return (f"CASE WHEN {where} THEN {{'column_name': {_literal(column.name)}, 'rule': {_literal(rule)}, "
             f"'severity': {_literal(severity)}, 'raw_value': {_q(column.name)}, 'message': {_literal(message)}}} END")
+
+
+def _typed_sql(table: Table) -> str:
+    """Rows that broke no hard rule, typed, with values that broke a soft rule moved aside."""
+    selects = []
+    for column in table.columns:
+        raw = _q(column.name)
+        typed = _q("_t_" + column.name) if column.type != "text" else raw
+        if _soft_rules(column):
+            flagged = f"list_contains(_flagged_columns, {_literal(column.name)})"
+            selects.append(f"CASE WHEN {flagged} THEN NULL ELSE {typed} END AS {raw}")
+            selects.append(f"CASE WHEN {flagged} THEN {raw} END AS {_q(column.name + '_flagged')}")
+        else:
+            selects.append(f"{typed} AS {raw}")
+    selects += ["_drop", "_line"]
+    return (f"SELECT {', '.join(selects)} FROM ("
+            f"SELECT *, list_transform(list_filter(_found, lambda x: x['severity'] = 'soft'), "
+            f"lambda x: x['column_name']) AS _flagged_columns FROM _checked "
+            f"WHERE NOT list_bool_or(list_transform(_found, lambda x: x['severity'] = 'hard')) OR len(_found) = 0"
+            f") ORDER BY _drop, _line")
 
 
 def _message(column: Column, rule: str) -> str:
@@ -346,21 +390,3 @@ def _message(column: Column, rule: str) -> str:
         "postcode_placeholder": "placeholder postcode", "postcode_format": "not a UK postcode",
     }[rule]
     return f"{column.name}: {what}"
-
-
-def _typed_sql(contract: Contract, table: Table) -> str:
-    selects = []
-    for column in table.columns:
-        raw = _q(column.name)
-        typed = parse_expr(contract, column, raw)
-        soft = _soft_rules(column)
-        if soft:
-            broken = " OR ".join("(" + b.replace("{raw}", raw) + ")" for _, b in soft)
-            selects.append(f"CASE WHEN {raw} IS NOT NULL AND ({broken}) THEN NULL ELSE {typed} END AS {raw}")
-            selects.append(f"CASE WHEN {raw} IS NOT NULL AND ({broken}) THEN {raw} END AS {_q(column.name + '_flagged')}")
-        else:
-            selects.append(f"{typed} AS {raw}")
-    selects += ["_drop", "_line"]
-    return (f"SELECT {', '.join(selects)} FROM _raw ANTI JOIN "
-            f"(SELECT DISTINCT _drop, line_no FROM _row_issues WHERE severity = 'hard') AS hard "
-            f"ON _raw._drop = hard._drop AND _raw._line = hard.line_no ORDER BY _drop, _line")
