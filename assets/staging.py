@@ -12,6 +12,7 @@ import warnings
 import dagster as dg
 
 from pipelines.resources import Warehouse
+from quality.expectations import validate_latest_drop
 from sources.drops import SYSTEMS
 from sources.ingest import ingest
 
@@ -58,6 +59,25 @@ def staging_asset(system: str) -> dg.AssetsDefinition:
     return _stage
 
 
+def contract_expectations_check(asset: dg.AssetsDefinition, system: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name="contract_expectations",
+                    description=f"Great Expectations suites generated from the {system} contract, run on the "
+                                "newest staged drop of each table (results in audit.gx_validation).")
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
+            results = validate_latest_drop(con, warehouse.landing_path, system, context.run.run_id)
+        failed = [r for r in results if not r["success"]]
+        return dg.AssetCheckResult(
+            passed=not failed, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"expectations": len(results), "failed": len(failed),
+                      "failures": dg.MetadataValue.json([
+                          {k: r[k] for k in ("table_name", "expectation", "column_name", "unexpected_count")}
+                          for r in failed[:20]])})
+
+    return _check
+
+
 with warnings.catch_warnings():  # single-run backfills are a beta feature we rely on knowingly
     warnings.simplefilter("ignore", dg.BetaWarning)
     staging_assets = [staging_asset(system) for system in SYSTEMS]
+staging_checks = [contract_expectations_check(a, s) for a, s in zip(staging_assets, SYSTEMS)]

@@ -17,7 +17,10 @@ import duckdb
 
 from assets.staging import drop_partitions
 from pipelines.resources import Warehouse
+from assets.staging import staging_checks
 from pipelines.sensors import ASSET_OF
+
+CHECK_OF = {next(iter(check.check_keys)).asset_key.path[-1]: check for check in staging_checks}
 from sources.drops import SYSTEMS, find_drops
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -60,7 +63,7 @@ def build(landing: Path, home: Path) -> BuildResult:
         instance.add_dynamic_partitions(name, [d.partition for d in drops if d.partition not in known])
         keys = instance.get_dynamic_partitions(name)
         result = dg.materialize(
-            [ASSET_OF[system]], instance=instance, resources={"warehouse": warehouse}, raise_on_error=False,
+            [ASSET_OF[system], CHECK_OF[system]], instance=instance, resources={"warehouse": warehouse}, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1],
                   "earlyhelp/command": "build"})

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.staging import staging_assets
+from assets.staging import staging_assets, staging_checks
 from assets.synthetic import synthetic_city
 from pipelines.resources import Warehouse
 from pipelines.sensors import cadence_schedules, new_drop_sensor
@@ -11,6 +11,7 @@ synthetic_city_job = dg.define_asset_job("synthetic_city_job", selection=[synthe
 
 defs = dg.Definitions(
     assets=[synthetic_city, *staging_assets],
+    asset_checks=staging_checks,
     jobs=[synthetic_city_job],
     sensors=[new_drop_sensor],
     schedules=cadence_schedules,

@@ -35,3 +35,10 @@ QUALIFY row_number() OVER (PARTITION BY system, extract_date ORDER BY recorded_a
 CREATE OR REPLACE VIEW audit.drop_file_loaded AS
 SELECT f.* FROM audit.drop_file f
 JOIN audit.drop_loaded d ON d.run_id = f.run_id AND d.system = f.system AND d.extract_date = f.extract_date;
+
+-- Great Expectations results, one row per expectation per validated table and drop.
+CREATE TABLE IF NOT EXISTS audit.gx_validation (
+    run_id VARCHAR, system VARCHAR, extract_date DATE, table_name VARCHAR, suite VARCHAR,
+    expectation VARCHAR, column_name VARCHAR, success BOOLEAN, element_count BIGINT,
+    unexpected_count BIGINT, partial_unexpected VARCHAR, recorded_at TIMESTAMPTZ
+);
