@@ -48,6 +48,7 @@ class Warehouse(dg.ConfigurableResource):
         """The single writer connection to the build database."""
         self.build_db.parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(self.build_db))
+        con.execute("SET TimeZone = 'UTC'")  # instants subtract as elapsed time, across clock changes
         try:
             yield con
         finally:

@@ -118,8 +118,9 @@ def check_rows(drop: Drop, file_name: str, rows: int) -> None:
 
 
 def rows_in(data: bytes, name: str, encoding: str) -> int:
-    """Data rows as the manifest counts them: NDJSON lines, or CSV records less the header."""
+    """Data rows as the manifest counts them: NDJSON lines, or CSV records less the header
+    (blank lines are neither, as in the parse that ingestion counts rows from)."""
     if name.endswith(".ndjson"):
         return sum(1 for line in data.splitlines() if line.strip())
     text = data.decode(encoding, errors="replace")
-    return max(0, sum(1 for _ in csv.reader(io.StringIO(text, newline=""))) - 1)
+    return max(0, sum(1 for record in csv.reader(io.StringIO(text, newline="")) if record) - 1)  # blank lines are not rows

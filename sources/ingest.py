@@ -54,6 +54,9 @@ def table_name(system: str, table: Table | str) -> str:
 
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
     """Schemas, audit and quarantine tables, and the SQL macros, if not there yet."""
+    # TIMESTAMPTZ arithmetic follows the session's zone: in UTC a difference is elapsed
+    # time, whatever the clocks in London did (25 hours across October is not '1 day').
+    con.execute("SET TimeZone = 'UTC'")
     install_macros(con)
     con.execute(WAREHOUSE_SQL.read_text(encoding="utf-8"))
 
@@ -145,6 +148,8 @@ def _stage(con, contract: Contract, drops: list[Drop], raw_by_drop: dict, staged
                 counts = {"delivered": f.rows, "staged": 0, "quarantined": f.rows, "flagged": 0}
                 _file_issue(con, run_id, drop, f.name, "unknown_file", f"{f.name} is not in the {system} contract")
                 status, reason = "quarantined", "file not in the contract"
+            elif counts.get("file_rejected"):  # quarantined whole: it neither confirms nor deletes records
+                status, reason = "quarantined", "file lacks contract column(s); every row quarantined"
             else:
                 status = "staged"
                 reason = ("corrected re-delivery replaces the earlier one" if drop.partition in known else "")

@@ -53,7 +53,7 @@ class StagedTable:
 
     rows: pa.Table  # typed, contract columns + <col>_flagged + _drop + _line
     issues: pa.Table  # every issue, hard and soft (ISSUE_SCHEMA + _drop)
-    counts: dict[str, dict[str, int]]  # drop -> delivered, staged, quarantined, flagged
+    counts: dict[str, dict[str, int]]  # drop -> delivered, staged, quarantined, flagged, file_rejected
 
 
 @cache
@@ -181,6 +181,7 @@ def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table
     """Type and check one table's files from several drops (``{drop: RawTable}``) in
     one pass, splitting rows into staged rows and issues."""
     issues, usable = [], []
+    rejected_files: set[str] = set()
     for drop, raw in files.items():
         missing = [c for c in table.column_names if c not in raw.header]
         file_issues = [raw.issues]
@@ -189,6 +190,7 @@ def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table
                                          "severity": "soft", "raw_value": None,
                                          "message": f"column {name!r} is not in the contract and is not staged"}]))
         if missing:  # without a contract column no row can be trusted: the file is quarantined whole
+            rejected_files.add(drop)
             file_issues.append(_issues([{"line_no": 1, "column_name": name, "rule": "missing_column", "severity": "hard",
                                          "raw_value": None, "message": f"header lacks contract column {name!r}"}
                                         for name in missing]))
@@ -217,10 +219,11 @@ def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table
     else:
         staged = _empty_staged(table)
     all_issues = pa.concat_tables(issues) if issues else _issues([]).append_column("_drop", pa.array([], pa.string()))
-    return StagedTable(staged, all_issues, _counts(files, staged, all_issues))
+    return StagedTable(staged, all_issues, _counts(files, staged, all_issues, rejected_files))
 
 
-def _counts(files: dict[str, RawTable], staged: pa.Table, issues: pa.Table) -> dict[str, dict[str, int]]:
+def _counts(files: dict[str, RawTable], staged: pa.Table, issues: pa.Table,
+            rejected_files: set[str]) -> dict[str, dict[str, int]]:
     con = duckdb.connect()
     con.register("staged", staged)
     con.register("issues", issues)
@@ -232,7 +235,8 @@ def _counts(files: dict[str, RawTable], staged: pa.Table, issues: pa.Table) -> d
     for drop, raw in files.items():
         delivered = raw.rows.num_rows + pc.sum(pc.not_equal(raw.issues["line_no"], 1)).as_py() if raw.issues.num_rows else raw.rows.num_rows
         out[drop] = {"delivered": int(delivered or 0), "staged": int(staged_n.get(drop, 0)),
-                     "quarantined": int(hard.get(drop, 0)), "flagged": int(soft.get(drop, 0))}
+                     "quarantined": int(hard.get(drop, 0)), "flagged": int(soft.get(drop, 0)),
+                     "file_rejected": int(drop in rejected_files)}
     return out
 
 
