@@ -205,7 +205,7 @@ def _write_parquet(con, staged_dir: Path, system: str, table: Table, staged: Sta
     con.register("_staged", staged.rows)
     try:
         con.execute(f"COPY (SELECT * EXCLUDE (_drop), CAST(_drop AS DATE) AS extract_date FROM _staged) TO '{root}' "
-                    "(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (extract_date), OVERWRITE_OR_IGNORE true)")
+                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARTITION_BY (extract_date), OVERWRITE_OR_IGNORE true)")
     finally:
         con.unregister("_staged")
 
@@ -231,9 +231,8 @@ def _rebuild_history(con, contract: Contract) -> None:
                       WHERE system = {_literal(system)} AND file_name = {_literal(table.file)} AND status = 'staged')
             ),
             rows AS (
-                SELECT s.*, d.drop_no, md5(CAST(row({", ".join(values)}) AS VARCHAR)) AS _hash
-                FROM staging.{name} s JOIN drops d USING (extract_date)
-                QUALIFY row_number() OVER (PARTITION BY {key}, s.extract_date ORDER BY s._line) = 1
+                SELECT s.*, d.drop_no, hash({", ".join(values)}) AS _hash
+                FROM staging.{name} s JOIN drops d USING (extract_date)  -- keys are unique per drop: repeats are quarantined
             ),
             marked AS (
                 SELECT *, coalesce(lag(_hash) OVER w <> _hash OR lag(drop_no) OVER w <> drop_no - 1, true) AS starts

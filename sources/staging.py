@@ -62,6 +62,7 @@ def macros_sql() -> str:
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("SET enable_progress_bar = false")  # pipelines log; they do not draw on terminals
     con.execute(macros_sql())
 
 
@@ -209,9 +210,10 @@ def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table
     if usable:
         con.register("_raw", pa.concat_tables(usable))
         try:  # every rule is evaluated once, into a per-row list of the rules broken
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {_checked_sql(contract, table)}")
-            row_issues = con.sql(ISSUES_SQL).to_arrow_table()
-            staged = con.sql(_typed_sql(table)).to_arrow_table()
+            rules = _rules(contract, table)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {_checked_sql(contract, table, rules)}")
+            row_issues = con.sql(_issues_sql(rules)).to_arrow_table()
+            staged = con.sql(_typed_sql(table, rules)).to_arrow_table()
         finally:
             con.unregister("_raw")
             con.execute("DROP TABLE IF EXISTS _checked")
@@ -300,13 +302,15 @@ def _soft_rules(column: Column) -> list[tuple[str, str]]:
     but keep the row."""
     raw = "{raw}"
     rules = []
+    normalised = _q("_n_" + column.name)  # computed once per row in _checked_sql
     if column.identifier == "nhs_number":
-        rules.append(("nhs_number_check", f"NOT nhs_number_is_valid({raw})"))
+        rules.append(("nhs_number_check", f"NOT nhs_digits_are_valid({normalised})"))
     elif column.identifier == "upn":
-        rules.append(("upn_check_letter", f"NOT upn_is_valid({raw})"))
+        rules.append(("upn_check_letter", f"NOT upn_letters_are_valid({normalised})"))
     elif column.identifier == "postcode":
-        rules.append(("postcode_placeholder", f"postcode_is_placeholder({raw})"))
-        rules.append(("postcode_format", f"NOT postcode_is_placeholder({raw}) AND NOT postcode_is_wellformed({raw})"))
+        rules.append(("postcode_placeholder", f"folded_postcode_is_placeholder({normalised})"))
+        rules.append(("postcode_format", f"NOT folded_postcode_is_placeholder({normalised}) "
+                                         f"AND NOT folded_postcode_is_wellformed({normalised})"))
     if column.codes and not column.required:
         rules.append(("unknown_code", _code_violation(column, raw)))
     return rules
@@ -323,65 +327,76 @@ def _hard_rules(column: Column) -> list[tuple[str, str]]:
     return rules
 
 
-def _checked_sql(contract: Contract, table: Table) -> str:
-    """The raw rows with each column parsed once (``_t_<name>``) and ``_found``: the list
-    of every rule the row breaks."""
-    checks = []
+@dataclass(frozen=True)
+class Rule:
+    flag: str  # the boolean column of _checked that is true where the rule is broken
+    column: str | None
+    name: str
+    severity: str
+    condition: str  # SQL over the raw (and parsed _t_) columns
+    message: str  # SQL expression
+    shown: str  # SQL expression for the raw value recorded
+
+
+def _rules(contract: Contract, table: Table) -> list[Rule]:
+    """Every rule of the table's contract, as SQL."""
+    rules = []
     for column in table.columns:
         raw = _q(column.name)
+        found = []
         if column.required:
-            checks.append(_issue_struct(column, "missing_required", "hard", f"{raw} IS NULL",
-                                        f"required value missing in {column.name}"))
-        for severity, rules in (("hard", _hard_rules(column)), ("soft", _soft_rules(column))):
-            for rule, broken in rules:
-                condition = broken.replace("{raw}", raw)
-                checks.append(_issue_struct(column, rule, severity, f"{raw} IS NOT NULL AND ({condition})",
-                                            _message(column, rule)))
+            found.append(("missing_required", "hard", f"{raw} IS NULL", f"required value missing in {column.name}"))
+        for severity, checks in (("hard", _hard_rules(column)), ("soft", _soft_rules(column))):
+            for name, broken in checks:
+                found.append((name, severity, f"{raw} IS NOT NULL AND ({broken.replace('{raw}', raw)})",
+                              _message(column, name)))
+        for name, severity, condition, message in found:
+            rules.append(Rule(f"_r{len(rules)}", column.name, name, severity, condition, _literal(message), raw))
     if contract.mode == "snapshot":  # a snapshot holds each key once; a delta may resend it
         key = ", ".join(_q(k) for k in table.key)
-        shown = " || '|' || ".join(f"coalesce({_q(k)}, '')" for k in table.key)
         first = f"min(_line) OVER (PARTITION BY _drop, {key})"
-        checks.append(
-            f"CASE WHEN _line > {first} THEN {{'column_name': NULL, 'rule': 'duplicate_key', 'severity': 'hard', "
-            f"'raw_value': {shown}, 'message': 'key (' || {_literal(', '.join(table.key))} || ') already on line ' "
-            f"|| {first}}} END")
+        rules.append(Rule(f"_r{len(rules)}", None, "duplicate_key", "hard", f"_line > {first}",
+                          f"'key ({', '.join(table.key)}) already on line ' || {first}",
+                          " || '|' || ".join(f"coalesce({_q(k)}, '')" for k in table.key)))
+    return rules
+
+
+def _checked_sql(contract: Contract, table: Table, rules: list[Rule]) -> str:
+    """The raw rows with each column parsed once (``_t_<name>``) and one boolean per
+    rule, true where the row breaks it."""
     parsed = "".join(f", {parse_expr(contract, c, _q(c.name))} AS {_q('_t_' + c.name)}"
                      for c in table.columns if c.type != "text")
-    return (f"SELECT *, list_filter([{', '.join(checks)}], lambda x: x IS NOT NULL) AS _found "
-            f"FROM (SELECT *{parsed} FROM _raw)")
+    # Macros expand inline: an identifier normalised inside one would be normalised again
+    # at every use (13 times for a UPN), so it is normalised once here.
+    normalise = {"nhs_number": "nhs_digits({})", "upn": "upper(trim({}))", "postcode": "postcode_folded({})"}
+    normalised = "".join(f", {normalise[c.identifier].format(_q(c.name))} AS {_q('_n_' + c.name)}"
+                         for c in table.columns if c.identifier in normalise)
+    flags = "".join(f", coalesce({r.condition}, false) AS {r.flag}" for r in rules)
+    return f"SELECT *{flags} FROM (SELECT *{parsed}{normalised} FROM _raw)"
 
 
-ISSUES_SQL = """
-    SELECT _line AS line_no, i['column_name'] AS column_name, i['rule'] AS rule, i['severity'] AS severity,
-           i['raw_value'] AS raw_value, i['message'] AS message, _drop
-    FROM (SELECT _drop, _line, unnest(_found) AS i FROM _checked WHERE len(_found) > 0)
-    ORDER BY _drop, line_no, column_name
-"""
+def _issues_sql(rules: list[Rule]) -> str:
+    parts = [f"SELECT _line AS line_no, {_literal(r.column) if r.column else 'NULL'} AS column_name, "
+             f"{_literal(r.name)} AS rule, {_literal(r.severity)} AS severity, {r.shown} AS raw_value, "
+             f"{r.message} AS message, _drop FROM _checked WHERE {r.flag}" for r in rules]
+    return " UNION ALL ".join(parts) + " ORDER BY _drop, line_no, column_name"
 
 
-def _issue_struct(column: Column, rule: str, severity: str, where: str, message: str) -> str:
-    return (f"CASE WHEN {where} THEN {{'column_name': {_literal(column.name)}, 'rule': {_literal(rule)}, "
-            f"'severity': {_literal(severity)}, 'raw_value': {_q(column.name)}, 'message': {_literal(message)}}} END")
-
-
-def _typed_sql(table: Table) -> str:
+def _typed_sql(table: Table, rules: list[Rule]) -> str:
     """Rows that broke no hard rule, typed, with values that broke a soft rule moved aside."""
     selects = []
     for column in table.columns:
         raw = _q(column.name)
         typed = _q("_t_" + column.name) if column.type != "text" else raw
+        soft = [r.flag for r in rules if r.column == column.name and r.severity == "soft"]
         if _soft_rules(column):
-            flagged = f"list_contains(_flagged_columns, {_literal(column.name)})"
+            flagged = " OR ".join(soft)
             selects.append(f"CASE WHEN {flagged} THEN NULL ELSE {typed} END AS {raw}")
             selects.append(f"CASE WHEN {flagged} THEN {raw} END AS {_q(column.name + '_flagged')}")
         else:
             selects.append(f"{typed} AS {raw}")
-    selects += ["_drop", "_line"]
-    return (f"SELECT {', '.join(selects)} FROM ("
-            f"SELECT *, list_transform(list_filter(_found, lambda x: x['severity'] = 'soft'), "
-            f"lambda x: x['column_name']) AS _flagged_columns FROM _checked "
-            f"WHERE NOT list_bool_or(list_transform(_found, lambda x: x['severity'] = 'hard')) OR len(_found) = 0"
-            f") ORDER BY _drop, _line")
+    hard = " OR ".join(r.flag for r in rules if r.severity == "hard") or "false"
+    return (f"SELECT {', '.join(selects)}, _drop, _line FROM _checked WHERE NOT ({hard}) ORDER BY _drop, _line")
 
 
 def _message(column: Column, rule: str) -> str:
