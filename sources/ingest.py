@@ -39,6 +39,7 @@ class SystemSummary:
     system: str
     drops_found: int = 0
     staged: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # staged from Parquet of an earlier build
     unchanged: list[str] = field(default_factory=list)
     rejected: dict[str, list[str]] = field(default_factory=dict)
     rows_delivered: int = 0
@@ -91,6 +92,9 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
     accepted: list[Drop] = []
     raw_by_drop: dict[str, dict] = {}
     for drop in drops:
+        if known.get(drop.partition) != drop.fingerprint and _restorable(staged_dir, drop):
+            _restore(con, contract, drop, staged_dir, run_id, summary)  # staged before: no re-parse
+            continue
         verify(drop, contract.encoding, count_rows=False)
         if drop.ok and known.get(drop.partition) != drop.fingerprint:
             raw_by_drop[drop.partition] = READERS[system](con, drop)
@@ -107,6 +111,7 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
             accepted.append(drop)
     if accepted:
         _stage(con, contract, accepted, raw_by_drop, staged_dir, run_id, summary, known)
+    if summary.staged:
         _rebuild_history(con, contract)
     return summary
 
@@ -162,6 +167,67 @@ def _stage(con, contract: Contract, drops: list[Drop], raw_by_drop: dict, staged
                 counts["quarantined"], counts["flagged"], status, reason, drop.fingerprint, _now()])
         _record_drop(con, run_id, drop, "staged", "corrected re-delivery" if drop.partition in known else "")
         summary.staged.append(drop.partition)
+    _save_loads(con, system, drops, staged_dir)
+
+
+def _load_record(staged_dir: Path, drop: Drop) -> Path:
+    return Path(staged_dir) / drop.system / "_loads" / f"{drop.partition}.json"
+
+
+def _save_loads(con, system: str, drops: list[Drop], staged_dir: Path) -> None:
+    """For each staged drop, its fingerprint and file counts beside the Parquet, and its
+    issues as Parquet: what a rebuild needs to restore it without re-parsing."""
+    for drop in drops:
+        files = con.execute("SELECT file_name, delivered_rows, staged_rows, quarantined_rows, flagged_values, status, "
+                            "reason FROM audit.drop_file WHERE system = ? AND extract_date = ? AND fingerprint = ? "
+                            "QUALIFY row_number() OVER (PARTITION BY file_name ORDER BY recorded_at DESC) = 1",
+                            [system, drop.partition, drop.fingerprint]).fetchall()
+        folder = Path(staged_dir) / system / "_issues" / f"extract_date={drop.partition}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        con.execute(f"COPY (SELECT * EXCLUDE (extract_date) FROM quarantine.issue WHERE system = ? AND extract_date = ?) "
+                    f"TO '{folder / 'data.parquet'}' (FORMAT parquet, COMPRESSION zstd)", [system, drop.partition])
+        record = _load_record(staged_dir, drop)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"fingerprint": drop.fingerprint, "mode": drop.mode, "files": [
+            dict(zip(("file_name", "delivered", "staged", "quarantined", "flagged", "status", "reason"), f))
+            for f in files]}, indent=1), encoding="utf-8")
+
+
+def _restorable(staged_dir: Path, drop: Drop) -> bool:
+    record = _load_record(staged_dir, drop)
+    return record.exists() and json.loads(record.read_text(encoding="utf-8"))["fingerprint"] == drop.fingerprint
+
+
+def _restore(con, contract: Contract, drop: Drop, staged_dir: Path, run_id: str, summary: SystemSummary) -> None:
+    """Load a drop staged by an earlier build from its Parquet: same rows, issues and
+    counts, without reading the raw files again."""
+    system, root = contract.system, Path(staged_dir) / contract.system
+    record = json.loads(_load_record(staged_dir, drop).read_text(encoding="utf-8"))
+    for table in contract.tables:
+        name = table_name(system, table)
+        con.execute(f"CREATE TABLE IF NOT EXISTS staging.{name} ({_staging_columns(table)})")
+        con.execute(f"DELETE FROM staging.{name} WHERE extract_date = ?", [drop.partition])
+        folder = root / table.name.lower() / f"extract_date={drop.partition}"
+        if folder.exists():
+            con.execute(f"INSERT INTO staging.{name} BY NAME SELECT *, CAST(? AS DATE) AS extract_date "
+                        f"FROM read_parquet('{folder}/*.parquet', hive_partitioning = false)", [drop.partition])
+    con.execute("DELETE FROM quarantine.issue WHERE system = ? AND extract_date = ?", [system, drop.partition])
+    issues = root / "_issues" / f"extract_date={drop.partition}"
+    con.execute(f"INSERT INTO quarantine.issue BY NAME SELECT *, CAST(? AS DATE) AS extract_date "
+                f"FROM read_parquet('{issues}/*.parquet', hive_partitioning = false)", [drop.partition])
+    for f in record["files"]:
+        con.execute("INSERT INTO audit.drop_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            run_id, system, drop.partition, f["file_name"], f["delivered"], f["staged"], f["quarantined"],
+            f["flagged"], f["status"], (f["reason"] + "; " if f["reason"] else "") + "restored from staged Parquet",
+            drop.fingerprint, _now()])
+        summary.rows_delivered += f["delivered"]
+        summary.rows_staged += f["staged"]
+        summary.rows_quarantined += f["quarantined"]
+        summary.values_flagged += f["flagged"]
+    _record_drop(con, run_id, drop, "staged", "restored from staged Parquet")
+    summary.staged.append(drop.partition)
+    summary.restored.append(drop.partition)
 
 
 def _replace_rows(con, system: str, table: Table, dates: list[str], staged: StagedTable | None) -> None:
