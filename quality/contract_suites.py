@@ -18,9 +18,10 @@ import pandas as pd
 
 from sources.contracts import Contract, Table, load_contract
 from sources.drops import SYSTEMS
+from sources.staging import ISO_INSTANT
 
 SUITES_DIR = Path(__file__).parent / "suites"
-ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(\.\d+)?([+-]\d{2}:\d{2}|Z)$"
+ISO_TIMESTAMP = f"^{ISO_INSTANT}$"  # the shape staging accepts as an instant
 
 
 def expectation_specs(contract: Contract, table: Table) -> list[dict]:

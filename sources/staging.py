@@ -258,29 +258,27 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# How each contract type is read from text; a value that cannot be read becomes NULL.
+PARSE = {
+    "text": "{raw}",
+    "integer": "TRY_CAST({raw} AS BIGINT)",
+    "decimal": "TRY_CAST({raw} AS DOUBLE)",
+    "date": "CAST(TRY_STRPTIME({raw}, {date_format}) AS DATE)",
+    "datetime": "TRY_STRPTIME({raw}, {datetime_format})",
+    # ISO 8601 with its offset: an instant, whatever the clocks did
+    "timestamp": "CASE WHEN regexp_full_match({raw}, {iso_instant}) THEN TRY_CAST({raw} AS TIMESTAMPTZ) END",
+    "boolean": "CASE lower({raw}) WHEN 'true' THEN true WHEN 'false' THEN false END",
+    "flag": "CASE {raw} WHEN 'Y' THEN true WHEN 'N' THEN false END",
+    "json": "CASE WHEN json_valid({raw}) THEN CAST({raw} AS JSON) END",
+}
+ISO_INSTANT = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(\.\d+)?([+-]\d{2}:\d{2}|Z)"
+
+
 def parse_expr(contract: Contract, column: Column, raw: str) -> str:
     """SQL turning the text ``raw`` into the column's type; NULL when it cannot."""
-    kind = column.type
-    if kind == "text":
-        return raw
-    if kind == "integer":
-        return f"TRY_CAST({raw} AS BIGINT)"
-    if kind == "decimal":
-        return f"TRY_CAST({raw} AS DOUBLE)"
-    if kind == "date":
-        return f"CAST(TRY_STRPTIME({raw}, {_literal(contract.date_format)}) AS DATE)"
-    if kind == "datetime":
-        return f"TRY_STRPTIME({raw}, {_literal(contract.datetime_format)})"
-    if kind == "timestamp":  # ISO 8601 with its offset: an instant, whatever the clocks did
-        return (f"CASE WHEN regexp_full_match({raw}, '\\d{{4}}-\\d{{2}}-\\d{{2}}T\\d{{2}}:\\d{{2}}(:\\d{{2}})?(\\.\\d+)?([+-]\\d{{2}}:\\d{{2}}|Z)')"
-                f" THEN TRY_CAST({raw} AS TIMESTAMPTZ) END")
-    if kind == "boolean":
-        return f"CASE lower({raw}) WHEN 'true' THEN true WHEN 'false' THEN false END"
-    if kind == "flag":
-        return f"CASE {raw} WHEN 'Y' THEN true WHEN 'N' THEN false END"
-    if kind == "json":
-        return f"CASE WHEN json_valid({raw}) THEN CAST({raw} AS JSON) END"
-    raise ValueError(kind)
+    return PARSE[column.type].format(raw=raw, date_format=_literal(contract.date_format),
+                                     datetime_format=_literal(contract.datetime_format),
+                                     iso_instant=_literal(ISO_INSTANT))
 
 
 def _code_violation(column: Column, raw: str) -> str | None:
