@@ -21,6 +21,8 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -142,6 +144,23 @@ def count_rows(path: Path, encoding: str) -> int:
     return max(0, sum(1 for record in csv.reader(io.StringIO(text, newline="")) if record) - 1)  # blank lines are not rows
 
 
+REPO = Path(__file__).resolve().parents[2]
+_INGEST_SCRIPT = """
+import json, sys
+from pathlib import Path
+import duckdb
+from sources.ingest import ingest
+db, staged, spec = sys.argv[1:]
+con = duckdb.connect(db)
+out = []
+for landing, system, run_id in json.loads(spec):
+    [summary] = ingest(con, Path(landing), Path(staged), systems=(system,), run_id=run_id)
+    out.append(summary.__dict__)
+con.close()
+print(json.dumps(out))
+"""
+
+
 class Warehouse:
     """A real DuckDB file in the test's folder, with the ingest call the tests make."""
 
@@ -154,6 +173,20 @@ class Warehouse:
     def ingest(self, landing: Landing | Path, *systems: str, run_id: str | None = None) -> dict[str, SystemSummary]:
         root = landing.root if isinstance(landing, Landing) else Path(landing)
         return {s.system: s for s in ingest(self.con, root, self.staged_dir, systems=systems, run_id=run_id)}
+
+    def ingest_in_subprocess(self, *runs: tuple[Landing, str, str]) -> subprocess.CompletedProcess:
+        """``ingest`` once per ``(landing, system, run_id)``, one after another in one child
+        process, so that a crash inside DuckDB fails one test instead of killing the
+        session (``returncode`` non-zero, ``stderr`` says why; on success ``stdout`` holds
+        the summaries as a JSON list). The connection is closed meanwhile: DuckDB lets one
+        process at a time open the file."""
+        self.con.close()
+        spec = json.dumps([[str(landing.root), system, run_id] for landing, system, run_id in runs])
+        try:
+            return subprocess.run([sys.executable, "-c", _INGEST_SCRIPT, str(self.path), str(self.staged_dir), spec],
+                                  cwd=REPO, capture_output=True, text=True, timeout=300)
+        finally:
+            self.con = duckdb.connect(str(self.path))
 
     def all(self, sql: str, params=None) -> list[tuple]:
         return self.con.execute(sql, params or []).fetchall()
