@@ -345,7 +345,3 @@ def _literal(value: str) -> str:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def summaries_json(summaries: list[SystemSummary]) -> str:
-    return json.dumps([s.__dict__ for s in summaries], indent=2, default=str)

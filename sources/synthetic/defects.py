@@ -152,4 +152,7 @@ def to_cp1252(values: pd.Series) -> pd.Series:
                     out.append(base if base.isascii() and base.isalpha() else "?")
             return "".join(out)
 
-    return values.astype(object).map(fold)
+    values = pd.Series(values, dtype=object)
+    distinct = pd.unique(values[values.notna()])  # names repeat: fold each once
+    folded = values.map(dict(zip(distinct, map(fold, distinct)))).astype(object)
+    return folded.where(values.notna(), None)

@@ -168,14 +168,6 @@ def _uk(values) -> np.ndarray:
     return fmt_date(distinct.view("datetime64[ns]"), "uk").to_numpy(dtype=object)[position]
 
 
-def _cp1252(values: pd.Series) -> pd.Series:
-    """``defects.to_cp1252`` applied once per distinct name."""
-    values = pd.Series(values, dtype=object)
-    distinct = pd.unique(values[values.notna()])
-    folded = dict(zip(distinct, D.to_cp1252(pd.Series(distinct, dtype=object))))
-    return values.map(folded).astype(object)
-
-
 def _years_between(earlier, later) -> np.ndarray:
     return (_day(later) - _day(earlier)) / DAY / YEAR_DAYS
 
@@ -364,15 +356,15 @@ def _person_fields(world: World, members: pd.DataFrame, who: pd.DataFrame) -> di
     hyphenated = surname.str.contains("-", na=False).to_numpy()
     surname[hyphenated] = D.shorten_hyphenated(surname[hyphenated], _stream(world, "hyphen"),
                                                rates.hyphenated_surname_partial).to_numpy(dtype=object)
-    surname = _cp1252(D.typo(surname, _stream(world, "surname_typo"), rates.surname_typo))
+    surname = D.to_cp1252(D.typo(surname, _stream(world, "surname_typo"), rates.surname_typo))
 
     true_forename = pd.Series(who["forename"].to_numpy(dtype=object), dtype=object)
     nickname = D.nickname(true_forename, _stream(world, "nickname"), rates.nickname[SYSTEM])
     has_nickname = (nickname != true_forename).to_numpy()
     typed_as_forename = has_nickname & (_stream(world, "nickname_as_forename").random(len(members)) < FORENAME_IS_NICKNAME)
     forename = true_forename.where(~typed_as_forename, nickname)
-    forename = _cp1252(D.typo(forename, _stream(world, "forename_typo"), rates.forename_typo))
-    known_as = _cp1252(nickname.where(has_nickname & ~typed_as_forename, None))
+    forename = D.to_cp1252(D.typo(forename, _stream(world, "forename_typo"), rates.forename_typo))
+    known_as = D.to_cp1252(nickname.where(has_nickname & ~typed_as_forename, None))
 
     dob = D.swap_day_month(pd.Series(_day(who["birth_date"])), _stream(world, "dob"), rates.dob_day_month_swap)
     return {
