@@ -1,0 +1,163 @@
+"""Link standardised person records into clusters of one real person.
+
+Order of evidence, strongest first (see constrained_clusters):
+1. reviewer decisions (match / not a match), imported from the review CSV;
+2. shared validated identifiers (deterministic_edges.sql), unless birth date or sex
+   contradicts;
+3. Splink match probabilities at or above the match threshold, unless the twin guard
+   holds the pair back.
+Every candidate edge is kept in identity.link with its status, so every person can be
+explained edge by edge, and every refused or grey-zone pair can be reviewed.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from .cluster import constrained_clusters
+from .model import COMPARISONS, MODEL_PATH, PRIOR_RULES, PRIOR_RULES_RECALL, linker_for, load_model
+
+SQL = Path(__file__).parent / "sql"
+MACROS = Path(__file__).parents[2] / "sources" / "sql" / "macros.sql"
+NICKNAMES = Path(__file__).parent / "nicknames.csv"
+
+MATCH_THRESHOLD = 0.99  # automatic link at or above; precision before recall
+GREY_FLOOR = 0.5  # between this and the threshold a pair goes to clerical review
+
+
+@dataclass
+class LinkSummary:
+    records: int
+    clusters: int
+    deterministic_edges: int
+    scored_pairs: int
+    grey_zone_pairs: int
+    refused_edges: int
+    seconds: dict
+
+
+def run_sql_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    con.execute((SQL / name).read_text())
+
+
+def standardise(con: duckdb.DuckDBPyConnection) -> None:
+    """identity.source_person -> identity.standardised_record."""
+    con.execute(MACROS.read_text())
+    con.execute(f"CREATE OR REPLACE TABLE identity.nickname AS "
+                f"SELECT lower(formal) AS formal, lower(nickname) AS nickname FROM read_csv('{NICKNAMES}')")
+    run_sql_file(con, "standardise.sql")
+
+
+def _level_labels(comparison: dict) -> str:
+    """SQL CASE turning a comparison's gamma value into the label a reviewer reads."""
+    levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+    name = comparison["output_column_name"]
+    # a term-frequency adjustment (a rare surname agreeing) is part of the evidence shown
+    tf = f" + coalesce(mw_tf_adj_{name}, 0)" if any(lv.get("tf_adjustment_column") for lv in levels) else ""
+    whens = " ".join(
+        f"WHEN {len(levels) - 1 - i} THEN '{lv['label_for_charts']}'" for i, lv in enumerate(levels))
+    return (f"CASE gamma_{name} WHEN -1 THEN NULL {whens} END || "
+            f"CASE WHEN gamma_{name} = -1 THEN '' ELSE ' (' || printf('%+.1f', mw_{name}{tf}) || ')' END")
+
+
+def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH) -> int:
+    """Splink scores of every blocked pair above the grey floor -> identity.scored_pair."""
+    model = load_model(model) if not isinstance(model, dict) else model
+    systems = [s for (s,) in con.sql("SELECT DISTINCT system FROM identity.standardised_record ORDER BY 1").fetchall()]
+    for system in systems:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW link_input_{system} AS "
+                    f"SELECT * FROM identity.standardised_record WHERE system = '{system}'")
+    linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model)
+    # the prior depends on how many records this run holds, not on the training city
+    linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RULES_RECALL)
+    predictions = linker.inference.predict(threshold_match_probability=GREY_FLOOR, warning_mode="never")
+    explanation = " || '; ' || ".join(
+        f"coalesce({_level_labels(c)}, '')" for c in COMPARISONS)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE identity.scored_pair AS
+        SELECT least(record_key_l, record_key_r) AS record_l,
+               greatest(record_key_l, record_key_r) AS record_r,
+               match_probability, match_weight, match_key,
+               regexp_replace({explanation}, '(; )+', '; ', 'g') AS explanation
+        FROM {predictions.physical_name}
+    """)
+    predictions.drop_table_from_database_and_remove_from_cache()
+    return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0]
+
+
+def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
+                 threshold: float = MATCH_THRESHOLD) -> LinkSummary:
+    """identity.source_person -> identity.standardised_record, identity.link,
+    identity.cluster (record_key, cluster_id). Reviewer decisions are read from
+    identity.review_decision when that table exists."""
+    seconds = {}
+    t = time.perf_counter()
+    standardise(con)
+    seconds["standardise"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    run_sql_file(con, "deterministic_edges.sql")
+    run_sql_file(con, "twin_guard.sql")
+    seconds["deterministic"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    scored = score_pairs(con, model)
+    seconds["splink"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    con.execute("CREATE TABLE IF NOT EXISTS identity.review_decision ("
+                "record_l VARCHAR, record_r VARCHAR, decision VARCHAR, reviewer VARCHAR, "
+                "decided_at TIMESTAMPTZ, imported_run VARCHAR)")
+    con.execute(f"SET VARIABLE match_threshold = {threshold}")
+    run_sql_file(con, "candidate_edges.sql")
+    records = con.sql("SELECT record_key, nhs_number, upn, former_upn FROM identity.standardised_record "
+                      "ORDER BY record_key").fetchall()
+    index = {key: i for i, (key, *_) in enumerate(records)}
+    nhs = {i: r[1] for i, r in enumerate(records) if r[1]}
+    upn = {i: {u for u in r[2:] if u} for i, r in enumerate(records) if r[2] or r[3]}
+    edges = con.sql("SELECT record_l, record_r FROM identity.link WHERE status = 'candidate' "
+                    "ORDER BY priority, match_probability DESC, record_l, record_r").fetchall()
+    cannot = con.sql("SELECT record_l, record_r FROM identity.current_review_decision "
+                     "WHERE decision = 'not a match'").fetchall()
+    outcome = constrained_clusters(
+        len(records), nhs, upn,
+        [index[l] for l, _ in edges], [index[r] for _, r in edges],
+        [(index[l], index[r]) for l, r in cannot if l in index and r in index])
+    keys = [r[0] for r in records]
+    decided = outcome.accepted + [p for p, _ in outcome.refused]
+    edge_outcome = pa.table({
+        "record_l": [edges[p][0] for p in decided],
+        "record_r": [edges[p][1] for p in decided],
+        "outcome": ["accepted"] * len(outcome.accepted) + ["refused"] * len(outcome.refused),
+        "reason": [None] * len(outcome.accepted) + [reason for _, reason in outcome.refused],
+    }, schema=pa.schema([("record_l", pa.string()), ("record_r", pa.string()),
+                         ("outcome", pa.string()), ("reason", pa.string())]))
+    clusters = pa.table({"record_key": keys, "cluster_id": [keys[c] for c in outcome.cluster_of]})
+    con.register("edge_outcome", edge_outcome)
+    con.register("clusters_arrow", clusters)
+    con.execute("""
+        CREATE OR REPLACE TABLE identity.link AS
+        SELECT k.* REPLACE (
+                   CASE WHEN k.status <> 'candidate' THEN k.status
+                        ELSE coalesce(o.outcome, 'redundant') END AS status,
+                   coalesce(o.reason, k.reason) AS reason)
+        FROM identity.link k
+        LEFT JOIN edge_outcome o ON k.status = 'candidate' AND k.record_l = o.record_l AND k.record_r = o.record_r
+    """)
+    con.execute("CREATE OR REPLACE TABLE identity.cluster AS SELECT * FROM clusters_arrow")
+    con.unregister("edge_outcome")
+    con.unregister("clusters_arrow")
+    seconds["cluster"] = time.perf_counter() - t
+
+    counts = con.sql("""
+        SELECT (SELECT count(DISTINCT cluster_id) FROM identity.cluster),
+               (SELECT count(*) FROM identity.deterministic_edge WHERE accepted),
+               (SELECT count(*) FROM identity.link WHERE status = 'grey zone'),
+               (SELECT count(*) FROM identity.link WHERE status = 'refused')
+    """).fetchall()[0]
+    return LinkSummary(records=len(records), clusters=counts[0], deterministic_edges=counts[1],
+                       scored_pairs=scored, grey_zone_pairs=counts[2], refused_edges=counts[3],
+                       seconds=seconds)

@@ -1,0 +1,41 @@
+-- identity.deterministic_edge: pairs of records that share a validated strong identifier
+-- (NHS number, UPN or former UPN, Mosaic person id), one row per (rule, record pair).
+-- A shared identifier is accepted only when birth date and sex do not contradict it,
+-- because a referrer can type a sibling's number; a contradicted pair is kept with
+-- accepted = false and its reason so that it reaches the review queue, not a person.
+-- To keep clustering cheap each record keeps one accepted edge per rule: to the first
+-- compatible record (by record_key) that shares the identifier.
+CREATE OR REPLACE TABLE identity.deterministic_edge AS
+WITH keyed AS (
+    SELECT record_key, 'NHS number agrees' AS link_rule, nhs_number AS key_value
+    FROM identity.standardised_record WHERE nhs_number IS NOT NULL
+    UNION ALL
+    SELECT record_key, 'UPN agrees', upn FROM identity.standardised_record WHERE upn IS NOT NULL
+    UNION ALL
+    SELECT record_key, 'UPN agrees', former_upn FROM identity.standardised_record WHERE former_upn IS NOT NULL
+    UNION ALL
+    SELECT record_key, 'Mosaic person id agrees', csc_id FROM identity.standardised_record WHERE csc_id IS NOT NULL
+),
+pairs AS (
+    SELECT DISTINCT a.link_rule, a.record_key AS record_l, b.record_key AS record_r
+    FROM keyed a JOIN keyed b
+      ON a.link_rule = b.link_rule AND a.key_value = b.key_value AND a.record_key < b.record_key
+),
+checked AS (
+    SELECT p.link_rule, p.record_l, p.record_r,
+        CASE
+            WHEN l.sex IS NOT NULL AND r.sex IS NOT NULL AND l.sex <> r.sex THEN 'sex contradicts'
+            WHEN l.dob IS NOT NULL AND r.dob IS NOT NULL AND l.dob <> r.dob
+                 AND l.dob IS DISTINCT FROM r.dob_swapped THEN 'birth date contradicts'
+            WHEN coalesce(l.dob, l.dob_approximate) IS NOT NULL AND coalesce(r.dob, r.dob_approximate) IS NOT NULL
+                 AND abs(datediff('day', coalesce(l.dob, l.dob_approximate), coalesce(r.dob, r.dob_approximate))) > 366
+                 THEN 'birth date contradicts'
+        END AS contradiction
+    FROM pairs p
+    JOIN identity.standardised_record l ON l.record_key = p.record_l
+    JOIN identity.standardised_record r ON r.record_key = p.record_r
+)
+SELECT link_rule, record_l, record_r, contradiction IS NULL AS accepted, contradiction
+FROM checked
+QUALIFY contradiction IS NOT NULL
+     OR row_number() OVER (PARTITION BY link_rule, record_r, contradiction IS NULL ORDER BY record_l) = 1;

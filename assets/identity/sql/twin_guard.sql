@@ -1,0 +1,37 @@
+-- identity.twin_birth: (birth date, surname or postcode) where one system shows two or
+-- more different children — health patients with different NHS numbers, or pupils with
+-- different UPNs (a pupil's former UPN counts as the same child). Twins share a birth
+-- date, a surname and an address, and parents give them names a typo could turn into
+-- each other (Jayden/Jaden); some share a first name and differ only in the middle one.
+-- shared_forenames lists first names two of the children there both carry.
+-- Grain: one row per (dob, key_kind, key_value).
+CREATE OR REPLACE TABLE identity.twin_birth AS
+WITH children AS (
+    -- each system's own records: one health patient or one pupil is one child
+    SELECT table_name, dob, surname, postcode, forename, nhs_number AS child_id
+    FROM identity.standardised_record
+    WHERE table_name = 'Patient' AND dob IS NOT NULL AND nhs_number IS NOT NULL
+    UNION ALL
+    SELECT table_name, dob, surname, postcode, forename, coalesce(former_upn, upn)
+    FROM identity.standardised_record
+    WHERE table_name = 'pupils' AND dob IS NOT NULL AND upn IS NOT NULL
+),
+keyed AS (
+    SELECT table_name, dob, 'surname' AS key_kind, surname AS key_value, forename, child_id
+    FROM children WHERE surname IS NOT NULL
+    UNION ALL
+    SELECT table_name, dob, 'postcode', postcode, forename, child_id
+    FROM children WHERE postcode IS NOT NULL
+),
+twins AS (
+    SELECT DISTINCT dob, key_kind, key_value FROM keyed
+    GROUP BY table_name, dob, key_kind, key_value HAVING count(DISTINCT child_id) > 1
+),
+shared AS (
+    SELECT DISTINCT dob, key_kind, key_value, forename FROM keyed
+    GROUP BY table_name, dob, key_kind, key_value, forename HAVING count(DISTINCT child_id) > 1
+)
+SELECT t.dob, t.key_kind, t.key_value,
+       coalesce(list(s.forename) FILTER (WHERE s.forename IS NOT NULL), []) AS shared_forenames
+FROM twins t LEFT JOIN shared s USING (dob, key_kind, key_value)
+GROUP BY ALL;
