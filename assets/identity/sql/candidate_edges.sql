@@ -34,7 +34,8 @@ shared_identifier AS (
 guarded AS (
     -- Most false matches are parents and siblings, above all twins. Where birth dates
     -- agree and no identifier does, hold the pair back when
-    --   the forenames are plainly different (a sibling born the same day), or
+    --   the forenames are more than a slip apart (a sibling born the same day), or
+    --   neither forename nor surname agrees outright, or
     --   the birth date belongs to a known twin pair (identity.twin_birth) and the names
     --   do not tell the twins apart: first names must agree, middle names must not
     --   differ, and where the twins share a first name both middle names are needed.
@@ -46,9 +47,12 @@ guarded AS (
              AND NOT coalesce(l.nhs_number = r.nhs_number, false)
              AND NOT coalesce(l.upn = r.upn, false)
         THEN CASE
-            WHEN coalesce(jaro_winkler_similarity(l.forename, r.forename) < 0.8
+            WHEN coalesce(jaro_winkler_similarity(l.forename, r.forename) < 0.92
                           AND len(list_intersect(l.forename_group, r.forename_group)) = 0, true)
             THEN 'same birth date but different forenames'
+            WHEN NOT coalesce(l.forename = r.forename OR len(list_intersect(l.forename_group, r.forename_group)) > 0, false)
+                 AND NOT coalesce(l.surname = r.surname OR l.surname = r.alt_surname OR l.alt_surname = r.surname, false)
+            THEN 'same birth date but neither forename nor surname agrees'
             WHEN t.dob IS NOT NULL AND (
                  NOT coalesce(l.forename = r.forename OR len(list_intersect(l.forename_group, r.forename_group)) > 0, false)
                  OR l.middle_names <> r.middle_names

@@ -1,5 +1,5 @@
 -- identity.twin_birth: (birth date, surname or postcode) where one system shows two or
--- more different children — health patients with different NHS numbers, or pupils with
+-- more different children — records with different NHS numbers, or pupils with
 -- different UPNs (a pupil's former UPN counts as the same child). Twins share a birth
 -- date, a surname and an address, and parents give them names a typo could turn into
 -- each other (Jayden/Jaden); some share a first name and differ only in the middle one.
@@ -7,10 +7,10 @@
 -- Grain: one row per (dob, key_kind, key_value).
 CREATE OR REPLACE TABLE identity.twin_birth AS
 WITH children AS (
-    -- each system's own records: one health patient or one pupil is one child
+    -- each system's own records: within one system, two NHS numbers or two pupils are two children
     SELECT table_name, dob, surname, postcode, forename, nhs_number AS child_id
     FROM identity.standardised_record
-    WHERE table_name = 'Patient' AND dob IS NOT NULL AND nhs_number IS NOT NULL
+    WHERE table_name IN ('Patient', 'FAMILY_MEMBERS', 'ssd_person') AND dob IS NOT NULL AND nhs_number IS NOT NULL
     UNION ALL
     SELECT table_name, dob, surname, postcode, forename, coalesce(former_upn, upn)
     FROM identity.standardised_record
