@@ -81,7 +81,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH)
         SELECT least(record_key_l, record_key_r) AS record_l,
                greatest(record_key_l, record_key_r) AS record_r,
                match_probability, match_weight, match_key,
-               regexp_replace({explanation}, '(; )+', '; ', 'g') AS explanation
+               rtrim(regexp_replace({explanation}, '(; )+', '; ', 'g'), '; ') AS explanation
         FROM {predictions.physical_name}
     """)
     predictions.drop_table_from_database_and_remove_from_cache()

@@ -1,0 +1,160 @@
+"""One identity run over the build database: source records -> persons, families, review.
+
+`run_identity` is what the Dagster asset and `earlyhelp build` call; `link_file` is the
+same engine on any person table (`earlyhelp link`). Both are plain functions.
+"""
+
+import csv
+import hashlib
+import time
+from pathlib import Path
+
+import duckdb
+
+from .families import build_families
+from .link import MATCH_THRESHOLD, link_records, run_sql_file
+from .model import MODEL_PATH
+
+DECISIONS = ("match", "not a match")
+DECISION_COLUMNS = ("record_l", "record_r", "decision", "reviewer", "decided_at")
+
+
+class ReviewFileError(ValueError):
+    pass
+
+
+def import_review_decisions(con: duckdb.DuckDBPyConnection, review_dir: Path, run_id: str) -> dict:
+    """Read reviewers' CSVs from REVIEW/decisions/*.csv once each (by checksum).
+
+    Columns: record_l, record_r (record keys as in identity.review_queue), decision
+    ('match' or 'not a match'), reviewer, decided_at. A row breaking a rule is kept in
+    identity.review_import_issue with file, line and rule; the file's good rows still count.
+    """
+    con.execute("CREATE TABLE IF NOT EXISTS identity.review_import (file_name VARCHAR, sha256 VARCHAR, "
+                "imported_run VARCHAR, rows_read INTEGER, rows_rejected INTEGER, imported_at TIMESTAMPTZ)")
+    con.execute("CREATE TABLE IF NOT EXISTS identity.review_import_issue (file_name VARCHAR, line INTEGER, "
+                "rule VARCHAR, raw_value VARCHAR, imported_run VARCHAR)")
+    con.execute("CREATE TABLE IF NOT EXISTS identity.review_decision (record_l VARCHAR, record_r VARCHAR, "
+                "decision VARCHAR, reviewer VARCHAR, decided_at TIMESTAMPTZ, imported_run VARCHAR)")
+    counts = {"files": 0, "decisions": 0, "rejected": 0}
+    folder = Path(review_dir) / "decisions"
+    if not folder.is_dir():
+        return counts
+    known = {sha for (sha,) in con.sql("SELECT sha256 FROM identity.review_import").fetchall()}
+    records = {k for (k,) in con.sql("SELECT record_key FROM identity.standardised_record").fetchall()} \
+        if _exists(con, "identity.standardised_record") else set()
+    for path in sorted(folder.glob("*.csv")):
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        if sha in known:
+            continue
+        good, issues = [], []
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in DECISION_COLUMNS[:3] if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ReviewFileError(f"review decisions {path}: missing column(s) {', '.join(missing)}; "
+                                      f"expected {', '.join(DECISION_COLUMNS)}")
+            for line, row in enumerate(reader, start=2):
+                decision = (row.get("decision") or "").strip().lower()
+                if decision == "":
+                    continue  # an undecided row of an exported queue
+                if decision not in DECISIONS:
+                    issues.append((path.name, line, "decision must be 'match' or 'not a match'", decision))
+                    continue
+                unknown = [row[c] for c in ("record_l", "record_r") if records and row[c] not in records]
+                if unknown:
+                    issues.append((path.name, line, "record key not known to identity", unknown[0]))
+                    continue
+                good.append((row["record_l"], row["record_r"], decision, row.get("reviewer") or None,
+                             row.get("decided_at") or None, run_id))
+        if good:
+            con.executemany("INSERT INTO identity.review_decision VALUES (?, ?, ?, ?, coalesce(TRY_CAST(? AS TIMESTAMPTZ), now()), ?)", good)
+        if issues:
+            con.executemany("INSERT INTO identity.review_import_issue VALUES (?, ?, ?, ?, ?)",
+                            [(*i, run_id) for i in issues])
+        con.execute("INSERT INTO identity.review_import VALUES (?, ?, ?, ?, ?, now())",
+                    [path.name, sha, run_id, len(good) + len(issues), len(issues)])
+        counts["files"] += 1
+        counts["decisions"] += len(good)
+        counts["rejected"] += len(issues)
+    return counts
+
+
+def _exists(con, table: str) -> bool:
+    schema, name = table.split(".")
+    return bool(con.sql(f"SELECT 1 FROM information_schema.tables WHERE table_schema = '{schema}' "
+                        f"AND table_name = '{name}'").fetchall())
+
+
+def export_review_queue(con: duckdb.DuckDBPyConnection, review_dir: Path) -> Path:
+    """The queue as a CSV with an empty decision column, for a reviewer to fill in and
+    save under REVIEW/decisions/."""
+    review_dir.mkdir(parents=True, exist_ok=True)
+    out = review_dir / "queue.csv"
+    con.execute(f"""COPY (SELECT record_l, record_r, '' AS decision, '' AS reviewer, '' AS decided_at,
+                                 * EXCLUDE (record_l, record_r)
+                          FROM identity.review_queue) TO '{out}' (HEADER)""")
+    return out
+
+
+def record_metrics(con: duckdb.DuckDBPyConnection, run_id: str, extra: dict) -> None:
+    """Identity quality figures for this run -> audit.identity_metric (append-only)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS audit")
+    con.execute("CREATE TABLE IF NOT EXISTS audit.identity_metric (run_id VARCHAR, metric VARCHAR, "
+                "value DOUBLE, recorded_at TIMESTAMPTZ)")
+    con.execute("SET VARIABLE run_id = ?", [run_id])
+    con.execute("""
+        INSERT INTO audit.identity_metric
+        SELECT getvariable('run_id'), metric, value, now() FROM (
+            SELECT 'records' AS metric, count(*)::DOUBLE AS value FROM identity.person_record
+            UNION ALL SELECT 'persons', count(*) FROM identity.person
+            UNION ALL SELECT 'grey_zone_pairs', count(*) FROM identity.review_queue WHERE why = 'grey zone'
+            UNION ALL SELECT 'review_queue_pairs', count(*) FROM identity.review_queue
+            UNION ALL SELECT 'twin_guard_refusals', count(*) FROM identity.link
+                      WHERE status = 'refused' AND (reason LIKE 'twin guard%' OR reason LIKE 'same birth date%')
+            UNION ALL SELECT 'constraint_refusals', count(*) FROM identity.link
+                      WHERE status = 'refused' AND reason IN ('different NHS numbers', 'different UPNs')
+            UNION ALL SELECT 'persons_with_two_nhs_numbers', count(*) FROM (
+                      SELECT p.person_key FROM identity.person_record p JOIN identity.standardised_record s USING (record_key)
+                      GROUP BY 1 HAVING count(DISTINCT s.nhs_number) > 1)
+            UNION ALL SELECT 'match_rate_' || s.system, avg((m.system_count > 1)::INT)
+                      FROM identity.person_record p JOIN identity.person m USING (person_key)
+                      JOIN identity.standardised_record s USING (record_key) GROUP BY s.system
+            UNION ALL SELECT 'nhs_coverage_' || system, avg((nhs_number IS NOT NULL)::INT)
+                      FROM identity.standardised_record GROUP BY system
+            UNION ALL SELECT 'upn_coverage_' || system, avg((upn IS NOT NULL)::INT)
+                      FROM identity.standardised_record GROUP BY system
+        )
+    """)
+    rows = [(run_id, k, float(v)) for k, v in extra.items()]
+    con.executemany("INSERT INTO audit.identity_metric VALUES (?, ?, ?, now())", rows)
+
+
+def assign_persons(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Clusters -> stable person keys, person_record, person and the review queue."""
+    con.execute("SET VARIABLE run_id = ?", [run_id])
+    run_sql_file(con, "person_keys.sql")
+    run_sql_file(con, "person_record.sql")
+    run_sql_file(con, "review_queue.sql")
+
+
+def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
+                 model: Path = MODEL_PATH, threshold: float = MATCH_THRESHOLD) -> dict:
+    """Link every staged person record; keep keys stable; build families; queue reviews."""
+    started = time.perf_counter()
+    con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    run_sql_file(con, "source_person.sql")
+    imported = import_review_decisions(con, review_dir, run_id)
+    summary = link_records(con, model, threshold)
+    assign_persons(con, run_id)
+    queue = export_review_queue(con, review_dir)
+    t = time.perf_counter()
+    families = build_families(con, run_id)
+    seconds = dict(summary.seconds, families=time.perf_counter() - t, total=time.perf_counter() - started)
+    record_metrics(con, run_id, {
+        "scored_pairs": summary.scored_pairs, "deterministic_edges": summary.deterministic_edges,
+        "review_decisions_imported": imported["decisions"], "families": families.get("families", 0),
+        **{f"seconds_{k}": v for k, v in seconds.items()}})
+    return {"records": summary.records, "persons": summary.clusters, "families": families.get("families"),
+            "review_queue": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0],
+            "review_queue_csv": str(queue), "decisions_imported": imported, "seconds": seconds}
