@@ -15,13 +15,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from assets.staging import drop_partitions
+from assets.identity.assets import identity_checks, identity_persons
+from assets.staging import drop_partitions, staging_checks
 from pipelines.resources import Warehouse
-from assets.staging import staging_checks
 from pipelines.sensors import ASSET_OF
+from sources.drops import SYSTEMS, find_drops
 
 CHECK_OF = {next(iter(check.check_keys)).asset_key.path[-1]: check for check in staging_checks}
-from sources.drops import SYSTEMS, find_drops
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
@@ -29,8 +30,9 @@ REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 @dataclass
 class BuildResult:
     home: Path
-    runs: dict[str, bool]  # system -> run succeeded
+    runs: dict[str, bool]  # system (or "identity") -> run succeeded
     summary: list[tuple]
+    identity: dict | None = None  # what the identity run found, and its evaluation
 
     @property
     def ok(self) -> bool:
@@ -47,7 +49,9 @@ def dagster_instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def build(landing: Path, home: Path) -> BuildResult:
+def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
+    """Stage every drop, then link identity. With a truth folder (synthetic cities only),
+    score identity against it and keep the figures in audit.identity_evaluation."""
     landing, home = Path(landing).resolve(), Path(home).resolve()
     if not landing.is_dir():
         raise FileNotFoundError(f"no landing folder at {landing}")
@@ -64,11 +68,34 @@ def build(landing: Path, home: Path) -> BuildResult:
         keys = instance.get_dynamic_partitions(name)
         result = dg.materialize(
             [ASSET_OF[system], CHECK_OF[system]], instance=instance, resources={"warehouse": warehouse}, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=QUIET,
             tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1],
                   "earlyhelp/command": "build"})
         runs[system] = result.success
-    return BuildResult(home, runs, _summary(warehouse.build_db))
+    identity = None
+    if runs and all(runs.values()):
+        result = dg.materialize([identity_persons, *identity_checks], instance=instance,
+                                resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
+                                tags={"earlyhelp/command": "build"})
+        runs["identity"] = result.success
+        if result.success:
+            identity = _identity_summary(warehouse, result.run_id, truth)
+    return BuildResult(home, runs, _summary(warehouse.build_db), identity)
+
+
+def _identity_summary(warehouse: Warehouse, run_id: str, truth: Path | None) -> dict:
+    from assets.identity.evaluate import evaluate_identity, store_evaluation
+
+    with warehouse.connect() as con:
+        figures = dict(zip(("records", "persons", "families", "review_queue"), con.sql("""
+            SELECT (SELECT count(*) FROM identity.person_record), (SELECT count(*) FROM identity.person),
+                   (SELECT count(*) FROM identity.family), (SELECT count(*) FROM identity.review_queue)
+        """).fetchall()[0]))
+        if truth is not None:
+            evaluation = evaluate_identity(con, Path(truth))
+            store_evaluation(con, evaluation, run_id)
+            figures["evaluation"] = evaluation
+    return figures
 
 
 def _summary(build_db: Path) -> list[tuple]:
@@ -100,6 +127,16 @@ def print_summary(result: BuildResult) -> None:
     for system, staged, rejected, delivered, rows, quarantined, flagged in result.summary:
         status = {True: "ok", False: "FAILED", None: "-"}[result.runs.get(system)]
         print(f"{system:<12} {staged:>6} {rejected:>9} {delivered:>11,} {rows:>11,} {quarantined:>12,} {flagged:>8,}  {status}")
+    if result.identity:
+        i = result.identity
+        print(f"identity: {i['records']:,} records -> {i['persons']:,} persons, {i['families']:,} families; "
+              f"{i['review_queue']:,} pairs for review in {result.home / 'review' / 'queue.csv'}")
+        if "evaluation" in i:
+            e = i["evaluation"]
+            print(f"identity against the truth: precision {e['pairwise']['precision']:.5f}, "
+                  f"recall {e['pairwise']['recall']:.5f}, twin merges {e['twin_merges']}")
+    elif "identity" in result.runs:
+        print("identity: FAILED")
     print(f"build database: {result.home / 'warehouse' / 'build.duckdb'}")
     print(f"staged Parquet: {result.home / 'staged'}")
     print(f"Dagster:        DAGSTER_HOME={result.home / 'dagster'} dagster dev")

@@ -36,20 +36,84 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--landing", type=Path, required=True, help="the landing folder (<landing>/<system>/<date>/)")
     build.add_argument("--home", type=Path, required=True,
                        help="where the build keeps its database, Dagster instance, staged Parquet and reports")
+    build.add_argument("--truth", type=Path, default=None,
+                       help="a synthetic city's truth/ folder: score identity against it after the build")
+
+    link = commands.add_parser("link", help="link any person table (Parquet or CSV) into persons",
+                               description="Input columns: record_id, source, forename, middle_names, surname, "
+                                           "dob (YYYY-MM-DD), sex, postcode, address; optional nhs_number, upn, "
+                                           "former_upn, uprn, csc_id, alt_forename, alt_surname, dob_estimated, role. "
+                                           "Output: record_id, source, person_key, match_probability, link_rule, explanation.")
+    link.add_argument("--input", type=Path, required=True, help="the person table (.parquet or .csv)")
+    link.add_argument("--output", type=Path, required=True, help="where to write record_id -> person_key (.parquet or .csv)")
+    link.add_argument("--model", type=Path, default=None, help="a trained model JSON (default: the repo's)")
+
+    evaluate = commands.add_parser("evaluate-identity", help="score a build's persons against a synthetic city's truth (JSON)")
+    evaluate.add_argument("--truth", type=Path, required=True, help="the city's truth/ folder")
+    evaluate.add_argument("--home", type=Path, required=True, help="the build's HOME")
+
+    train = commands.add_parser("train-identity", help="retrain the Splink person model on a build's records and save it")
+    train.add_argument("--home", type=Path, required=True, help="a HOME whose build has linked identity once")
+    train.add_argument("--out", type=Path, default=None, help="model JSON to write (default: the repo's model file)")
 
     args = parser.parse_args(argv)
     if args.command == "synth":
         return _synth(args)
     if args.command == "build":
         return _build(args)
+    if args.command == "link":
+        return _link(args)
+    if args.command == "evaluate-identity":
+        from assets.identity.evaluate import cli_evaluate
+
+        return cli_evaluate(args.truth, args.home)
+    if args.command == "train-identity":
+        return _train(args)
     return 2
+
+
+def _link(args) -> int:
+    from assets.identity.engine import link_file
+    from assets.identity.model import MODEL_PATH
+
+    try:
+        result = link_file(args.input, args.output, args.model or MODEL_PATH)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"earlyhelp link: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # DuckDB's IOException for an unreadable file
+        print(f"earlyhelp link: cannot read {args.input}: {error}", file=sys.stderr)
+        return 2
+    print(f"{result['records']:,} records -> {result['persons']:,} persons "
+          f"({result['review_pairs']:,} pairs left for review); written to {args.output}")
+    return 0
+
+
+def _train(args) -> int:
+    import duckdb
+
+    from assets.identity.model import MODEL_PATH, train_model
+
+    database = args.home / "warehouse" / "build.duckdb"
+    if not database.exists():
+        print(f"earlyhelp train-identity: no build database at {database}", file=sys.stderr)
+        return 2
+    with duckdb.connect(str(database), read_only=True) as con:
+        systems = [s for (s,) in con.sql("SELECT DISTINCT system FROM identity.standardised_record ORDER BY 1").fetchall()]
+        for system in systems:
+            con.execute(f"CREATE TEMP VIEW link_input_{system} AS "
+                        f"SELECT * FROM identity.standardised_record WHERE system = '{system}'")
+        out = args.out or MODEL_PATH
+        train_model(con, {s: f"link_input_{s}" for s in systems}, out)
+    print(f"model written to {out}")
+    return 0
 
 
 def _build(args) -> int:
     from pipelines.build import build, print_summary
 
     try:
-        result = build(args.landing, args.home)
+        result = build(args.landing, args.home, args.truth)
     except FileNotFoundError as error:
         print(f"earlyhelp build: {error}", file=sys.stderr)
         return 2

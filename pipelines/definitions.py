@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.identity.assets import identity_assets, identity_checks
 from assets.staging import staging_assets, staging_checks
 from assets.synthetic import synthetic_city
 from pipelines.resources import Warehouse
@@ -10,8 +11,8 @@ from pipelines.sensors import cadence_schedules, new_drop_sensor
 synthetic_city_job = dg.define_asset_job("synthetic_city_job", selection=[synthetic_city])
 
 defs = dg.Definitions(
-    assets=[synthetic_city, *staging_assets],
-    asset_checks=staging_checks,
+    assets=[synthetic_city, *staging_assets, *identity_assets],
+    asset_checks=[*staging_checks, *identity_checks],
     jobs=[synthetic_city_job],
     sensors=[new_drop_sensor],
     schedules=cadence_schedules,

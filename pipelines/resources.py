@@ -43,6 +43,11 @@ class Warehouse(dg.ConfigurableResource):
     def reports_dir(self) -> Path:
         return self.home_path / "reports"
 
+    @property
+    def review_dir(self) -> Path:
+        """Clerical review: queue.csv out, reviewers' decisions/*.csv in."""
+        return self.home_path / "review"
+
     @contextmanager
     def connect(self):
         """The single writer connection to the build database."""

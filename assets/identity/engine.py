@@ -158,3 +158,54 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
     return {"records": summary.records, "persons": summary.clusters, "families": families.get("families"),
             "review_queue": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0],
             "review_queue_csv": str(queue), "decisions_imported": imported, "seconds": seconds}
+
+
+STANDARD_COLUMNS = {  # the documented input of `earlyhelp link`; the first nine are required
+    "record_id": "VARCHAR", "source": "VARCHAR", "forename": "VARCHAR", "middle_names": "VARCHAR",
+    "surname": "VARCHAR", "dob": "DATE", "sex": "VARCHAR", "postcode": "VARCHAR", "address": "VARCHAR",
+    "nhs_number": "VARCHAR", "upn": "VARCHAR", "former_upn": "VARCHAR", "uprn": "VARCHAR",
+    "csc_id": "VARCHAR", "alt_forename": "VARCHAR", "alt_surname": "VARCHAR",
+    "dob_estimated": "BOOLEAN", "role": "VARCHAR",
+}
+REQUIRED = list(STANDARD_COLUMNS)[:9]
+
+
+def link_file(input_path: Path, output_path: Path, model: Path = MODEL_PATH,
+              threshold: float = MATCH_THRESHOLD) -> dict:
+    """Link any person table (Parquet or CSV, standard schema) and write record_id ->
+    person_key with the probability, rule and explanation of each record's link."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    reader = "read_parquet" if input_path.suffix.lower() == ".parquet" else "read_csv"
+    options = "" if reader == "read_parquet" else ", all_varchar = true"
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE TEMP VIEW raw_input AS SELECT * FROM {reader}(?{options})", [str(input_path)])
+    present = {c.lower(): c for c in con.sql("SELECT * FROM raw_input LIMIT 0").columns}
+    missing = [c for c in REQUIRED if c not in present]
+    if missing:
+        raise ValueError(f"{input_path}: missing column(s) {', '.join(missing)}; "
+                         f"required: {', '.join(REQUIRED)}")
+    duplicates = con.sql(f'SELECT count(*) - count(DISTINCT "{present["record_id"]}") FROM raw_input').fetchall()[0][0]
+    if duplicates:
+        raise ValueError(f"{input_path}: record_id must be unique; {duplicates} repeated")
+    selected = ", ".join(
+        (f'TRY_CAST("{present[c]}" AS {t})' if c in present else f"NULL::{t}") + f" AS {c}"
+        for c, t in STANDARD_COLUMNS.items())
+    con.execute("CREATE SCHEMA identity")
+    con.execute(f"""
+        CREATE TABLE identity.source_person AS
+        SELECT coalesce(source, 'input') AS system, 'records' AS table_name, record_id,
+               forename, middle_names, surname, alt_forename, alt_surname, dob, dob_estimated, sex,
+               postcode, address, uprn, nhs_number, upn, former_upn, csc_id, false AS is_deleted, role
+        FROM (SELECT {selected} FROM raw_input)
+    """)
+    summary = link_records(con, model, threshold)
+    assign_persons(con, "link")
+    con.execute(f"""
+        COPY (SELECT s.record_id, s.system AS source, p.person_key, p.match_probability, p.link_rule, p.explanation
+              FROM identity.person_record p JOIN identity.standardised_record s USING (record_key)
+              ORDER BY p.person_key, s.record_id)
+        TO '{output_path}' ({'FORMAT parquet' if output_path.suffix.lower() == '.parquet' else 'HEADER'})
+    """)
+    return {"records": summary.records, "persons": summary.clusters,
+            "review_pairs": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0]}

@@ -10,11 +10,12 @@ WITH children AS (
     -- each system's own records: within one system, two NHS numbers or two pupils are two children
     SELECT table_name, dob, surname, postcode, forename, nhs_number AS child_id
     FROM identity.standardised_record
-    WHERE table_name IN ('Patient', 'FAMILY_MEMBERS', 'ssd_person') AND dob IS NOT NULL AND nhs_number IS NOT NULL
+    -- not the MASH (numbers typed by referrers) nor parents recorded by health visitors
+    WHERE table_name NOT IN ('contacts', 'RelatedPerson') AND dob IS NOT NULL AND nhs_number IS NOT NULL
     UNION ALL
     SELECT table_name, dob, surname, postcode, forename, coalesce(former_upn, upn)
     FROM identity.standardised_record
-    WHERE table_name = 'pupils' AND dob IS NOT NULL AND upn IS NOT NULL
+    WHERE table_name IN ('pupils', 'records') AND dob IS NOT NULL AND upn IS NOT NULL
 ),
 keyed AS (
     SELECT table_name, dob, 'surname' AS key_kind, surname AS key_value, forename, child_id
