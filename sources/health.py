@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .contracts import Contract, load_contract
 from .drops import Drop
@@ -125,7 +127,7 @@ def read_drop(con: duckdb.DuckDBPyConnection, drop: Drop) -> dict[str, RawTable]
                 # the file's unreadable lines are reported once, with its first table
                 tables[name] = RawTable(rows, issues if i == 0 else issues.slice(0, 0), header)
         finally:
-            con.execute("DROP TABLE IF EXISTS _lines")
+            _drop_lines(con)
     return tables
 
 
@@ -133,24 +135,78 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, path: Path, resource_type: str)
     """Parse each line once into the resource's shape, in the temp table ``_lines``
     (r, _line), and return issues for lines that are not JSON or not the resource type
     the file promises."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    raw = pa.table({"text": pa.array(text.splitlines(), pa.string())})
-    raw = raw.append_column("_line", pa.array(range(1, raw.num_rows + 1), pa.int64()))
+    lines = read_lines(path.read_bytes())
+    raw = pa.table({"text": lines, "_line": pa.array(np.arange(1, len(lines) + 1, dtype=np.int64))})
     con.register("_text", raw)
-    try:
-        con.execute(f"""
+    try:  # the text itself is kept only for the lines that are reported
+        parse = f"""
             CREATE OR REPLACE TEMP TABLE _parsed AS
-            SELECT try(from_json(text, '{SHAPES[resource_type]}')) AS r, text, _line
-            FROM _text WHERE trim(text) <> ''""")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _lines AS SELECT r, _line FROM _parsed "
+            SELECT <try>(from_json(text, '{SHAPES[resource_type]}')) AS r, _line
+            FROM _text WHERE trim(text) <> ''"""
+        try:  # try() costs twice the parse: it is needed only when a line is not JSON
+            con.execute(parse.replace("<try>", ""))
+        except duckdb.Error:
+            con.execute(parse.replace("<try>", "try"))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _lines AS SELECT r, _line FROM _parsed "
                     f"WHERE r.resourceType = '{resource_type}'")
         bad = con.sql(f"""
             SELECT _line AS line_no, NULL AS column_name,
                    CASE WHEN r IS NULL THEN 'unreadable_line' ELSE 'wrong_resource_type' END AS rule,
                    'hard' AS severity, left(text, 500) AS raw_value,
                    CASE WHEN r IS NULL THEN 'not valid JSON' ELSE 'not a {resource_type} resource' END AS message
-            FROM _parsed WHERE r IS NULL OR r.resourceType IS DISTINCT FROM '{resource_type}'""").to_arrow_table()
+            FROM (SELECT r, _line FROM _parsed WHERE r IS NULL OR r.resourceType IS DISTINCT FROM '{resource_type}')
+                 JOIN _text USING (_line)
+            ORDER BY _line""").to_arrow_table()
     finally:
         con.unregister("_text")
-        con.execute("DROP TABLE IF EXISTS _parsed")
     return bad.cast(ISSUE_SCHEMA)
+
+
+def _drop_lines(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DROP VIEW IF EXISTS _lines")
+    con.execute("DROP TABLE IF EXISTS _parsed")
+
+
+# Characters other than \n that str.splitlines() also ends a line at (UTF-8 bytes).
+_OTHER_LINE_ENDS = (0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E)
+
+
+def read_lines(data: bytes) -> pa.Array:
+    """The lines of UTF-8 text, exactly as ``data.decode("utf-8", errors="replace").splitlines()``.
+
+    The usual file (valid UTF-8, lines ended by \n only) is split by Arrow without making
+    a Python string per line; any other file goes the slow, literal way."""
+    if _only_newline_line_ends(data):
+        try:
+            whole = pa.LargeBinaryArray.from_buffers(  # the bytes as one value, without a copy
+                pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], np.int64)), pa.py_buffer(data)])
+            text = whole.cast(pa.large_string())  # validates UTF-8
+        except pa.ArrowInvalid:
+            text = None
+        if text is not None:
+            lines = pc.split_pattern(text, "\n").flatten()
+            if not data or data.endswith(b"\n"):  # splitlines() gives no empty last line
+                lines = lines.slice(0, len(lines) - 1)
+            return lines.cast(pa.string()) if len(data) < 2**31 - 1 else lines
+    return pa.array(data.decode("utf-8", errors="replace").splitlines(), pa.string())
+
+
+def _only_newline_line_ends(data: bytes) -> bool:
+    """No byte sequence that str.splitlines() would also break a line at: \r, \v, \f,
+    \x1c-\x1e, U+0085 (C2 85), U+2028 and U+2029 (E2 80 A8/A9)."""
+    if any(bytes([b]) in data for b in _OTHER_LINE_ENDS):  # single bytes: a fast scan each
+        return False
+    if data.isascii():
+        return True
+    return not any(_contains(data, prefix, last) for prefix, last in ((b"\xc2", 0x85), (b"\xe2\x80", 0xA8), (b"\xe2\x80", 0xA9)))
+
+
+def _contains(data: bytes, prefix: bytes, last: int) -> bool:
+    """Whether ``prefix + bytes([last])`` occurs, found by its last byte: a single byte
+    is scanned for far faster than a sequence, and is rare in names and JSON."""
+    at = data.find(bytes([last]))
+    while at != -1:
+        if data[max(0, at - len(prefix)):at] == prefix:
+            return True
+        at = data.find(bytes([last]), at + 1)
+    return False
