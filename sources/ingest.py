@@ -133,11 +133,12 @@ def _stage(con, contract: Contract, drops: list[Drop], raw_by_drop: dict, staged
     files: dict[tuple[str, str], dict] = {}  # (drop, file) -> counts
     for table in contract.tables:
         present = {drop: tables[table.name] for drop, tables in raw_by_drop.items() if table.name in tables}
-        staged = stage_table(con, contract, table, present) if present else None
-        _replace_rows(con, system, table, dates, staged)
-        if staged is None:
+        _clear_rows(con, system, table, dates)
+        if not present:
             continue
-        _write_parquet(con, staged_dir, system, table, staged)
+        staged = stage_table(con, contract, table, present, into=f"staging.{table_name(system, table)}")
+        _insert_issues(con, system, table, staged)
+        _write_parquet(con, staged_dir, system, table, list(staged.counts))
         primary = contract.tables[[t.file for t in contract.tables].index(table.file)] is table
         for drop, counts in staged.counts.items():
             if primary:  # a file's rows reconcile through its first (one row per line) table
@@ -228,25 +229,23 @@ def _restore(con, contract: Contract, drop: Drop, staged_dir: Path, run_id: str,
     summary.restored.append(drop.partition)
 
 
-def _replace_rows(con, system: str, table: Table, dates: list[str], staged: StagedTable | None) -> None:
-    """Replace the staged rows and issues of these drops for one table."""
+def _clear_rows(con, system: str, table: Table, dates: list[str]) -> None:
+    """Remove the staged rows and issues of these drops for one table."""
     name = table_name(system, table)
     con.execute(f"CREATE TABLE IF NOT EXISTS staging.{name} ({_staging_columns(table)})")
     con.execute(f"DELETE FROM staging.{name} WHERE extract_date IN (SELECT unnest(?::DATE[]))", [dates])
     con.execute("DELETE FROM quarantine.issue WHERE system = ? AND table_name = ? AND extract_date IN "
                 "(SELECT unnest(?::DATE[]))", [system, table.name, dates])
-    if staged is None:
-        return
-    con.register("_staged", staged.rows)
+
+
+def _insert_issues(con, system: str, table: Table, staged: StagedTable) -> None:
     con.register("_issues", staged.issues)
     try:
-        con.execute(f"INSERT INTO staging.{name} BY NAME SELECT * EXCLUDE (_drop), CAST(_drop AS DATE) AS extract_date FROM _staged")
         con.execute(f"""INSERT INTO quarantine.issue BY NAME
             SELECT {_literal(system)} AS system, CAST(_drop AS DATE) AS extract_date, {_literal(table.file)} AS file_name,
                    {_literal(table.name)} AS table_name, line_no, column_name, rule, severity, raw_value, message
             FROM _issues""")
     finally:
-        con.unregister("_staged")
         con.unregister("_issues")
 
 
@@ -259,19 +258,19 @@ def _staging_columns(table: Table) -> str:
     return ", ".join(cols + ["extract_date DATE NOT NULL", "_line BIGINT"])
 
 
-def _write_parquet(con, staged_dir: Path, system: str, table: Table, staged: StagedTable) -> None:
+def _write_parquet(con, staged_dir: Path, system: str, table: Table, drops: list[str]) -> None:
     """Typed zstd Parquet per system, table and drop (hive-style extract_date=…
     folders), so that a rebuild need not re-parse raw files."""
     root = Path(staged_dir) / system / table.name.lower()
-    for drop in staged.counts:  # a corrected re-delivery replaces its folder whole
+    for drop in drops:  # a corrected re-delivery replaces its folder whole
         shutil.rmtree(root / f"extract_date={drop}", ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    con.register("_staged", staged.rows)
-    try:
-        con.execute(f"COPY (SELECT * EXCLUDE (_drop), CAST(_drop AS DATE) AS extract_date FROM _staged) TO '{root}' "
-                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARTITION_BY (extract_date), OVERWRITE_OR_IGNORE true)")
-    finally:
-        con.unregister("_staged")
+    # JSON values are written as text, the type they had in Arrow (a restore casts them back)
+    as_text = ", ".join(f'CAST("{c.name}" AS VARCHAR) AS "{c.name}"' for c in table.columns if c.type == "json")
+    columns = f"* REPLACE ({as_text})" if as_text else "*"
+    con.execute(f"COPY (SELECT {columns} FROM staging.{table_name(system, table)} WHERE extract_date IN (SELECT unnest(?::DATE[]))) "
+                f"TO '{root}' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARTITION_BY (extract_date), "
+                "OVERWRITE_OR_IGNORE true)", [drops])
 
 
 def _rebuild_history(con, contract: Contract) -> None:

@@ -49,9 +49,9 @@ class RawTable:
 
 @dataclass
 class StagedTable:
-    """One table staged for one or more drops; every row and issue carries ``_drop``."""
+    """One table staged for one or more drops: its rows went into the staging table;
+    every issue carries ``_drop``."""
 
-    rows: pa.Table  # typed, contract columns + <col>_flagged + _drop + _line
     issues: pa.Table  # every issue, hard and soft (ISSUE_SCHEMA + _drop)
     counts: dict[str, dict[str, int]]  # drop -> delivered, staged, quarantined, flagged, file_rejected
 
@@ -178,9 +178,10 @@ def _issues(rows: list[dict]) -> pa.Table:
 
 # ------------------------------------------------------------------ checking and typing
 def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table,
-                files: dict[str, RawTable]) -> StagedTable:
+                files: dict[str, RawTable], into: str) -> StagedTable:
     """Type and check one table's files from several drops (``{drop: RawTable}``) in
-    one pass, splitting rows into staged rows and issues."""
+    one pass: rows that break no hard rule are inserted into the table ``into`` (by
+    name, with ``extract_date`` for ``_drop``); every issue is returned."""
     issues, usable = [], []
     rejected_files: set[str] = set()
     for drop, raw in files.items():
@@ -207,32 +208,93 @@ def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table
         for part in file_issues:
             issues.append(part.cast(ISSUE_SCHEMA).append_column("_drop", pa.array([drop] * part.num_rows, pa.string())))
 
+    staged_n: dict[str, int] = {}
     if usable:
         con.register("_raw", pa.concat_tables(usable))
-        try:  # every rule is evaluated once, into a per-row list of the rules broken
-            rules = _rules(contract, table)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {_checked_sql(contract, table, rules)}")
-            row_issues = con.sql(_issues_sql(rules)).to_arrow_table()
-            staged = con.sql(_typed_sql(table, rules)).to_arrow_table()
+        try:
+            row_issues, staged_n = _check_and_insert(con, contract, table, into)
         finally:
             con.unregister("_raw")
-            con.execute("DROP TABLE IF EXISTS _checked")
+            for temp in ("_checked", "_rows", "_duplicates", "_flagged"):
+                con.execute(f"DROP TABLE IF EXISTS {temp}")
         issues.append(row_issues.cast(ISSUE_SCHEMA.append(pa.field("_drop", pa.string()))))
-    else:
-        staged = _empty_staged(table)
     all_issues = pa.concat_tables(issues) if issues else _issues([]).append_column("_drop", pa.array([], pa.string()))
-    return StagedTable(staged, all_issues, _counts(files, staged, all_issues, rejected_files))
+    return StagedTable(all_issues, _counts(con, files, staged_n, all_issues, rejected_files))
 
 
-def _counts(files: dict[str, RawTable], staged: pa.Table, issues: pa.Table,
+def _check_and_insert(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table,
+                      into: str) -> tuple[pa.Table, dict[str, int]]:
+    """Check the rows of ``_raw`` and insert the good ones, typed, into ``into``.
+
+    Snapshots repeat most rows from one drop to the next, and every rule but the
+    repeated key looks only at a row's values. So each distinct row is parsed and
+    checked once (``_checked``, with a hash ``_h`` of its values), and the delivered
+    rows (``_rows``: drop, line and hash) are joined back to it; the repeated key is
+    checked on the delivered rows themselves (``_duplicates``)."""
+    rules = _rules(contract, table)
+    row_rules = [r for r in rules if r.name != "duplicate_key"]
+    values = ", ".join(_q(c) for c in table.column_names)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS "
+                f"{_checked_sql(contract, table, row_rules, f'(SELECT DISTINCT {values} FROM _raw)')}")
+    if _hashes_unique(con):  # each row joins its values' check by their hash
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _rows AS SELECT _drop, _line, hash({values}) AS _h FROM _raw")
+    else:  # two distinct rows share a 64-bit hash (practically never): number them, join by values
+        con.execute("CREATE OR REPLACE TEMP TABLE _checked AS SELECT * REPLACE (row_number() OVER () AS _h) FROM _checked")
+        same = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM c.{_q(c)}" for c in table.column_names)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _rows AS SELECT r._drop, r._line, c._h FROM _raw r JOIN _checked c ON {same}")
+    duplicate = next((r for r in rules if r.name == "duplicate_key"), None)
+    if duplicate is not None:  # a snapshot holds each key once: a later line with the same key is quarantined
+        key = ", ".join(_q(k) for k in table.key)
+        same_key = " AND ".join(f"r.{_q(k)} IS NOT DISTINCT FROM d.{_q(k)}" for k in table.key)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _duplicates AS
+            SELECT _line AS line_no, NULL AS column_name, 'duplicate_key' AS rule, 'hard' AS severity,
+                   {duplicate.shown} AS raw_value, {duplicate.message.replace(_FIRST_LINE, '_first')} AS message, _drop
+            FROM (SELECT r.*, min(r._line) OVER (PARTITION BY r._drop, {", ".join("r." + _q(k) for k in table.key)}) AS _first
+                  FROM _raw r SEMI JOIN (SELECT _drop, {key} FROM _raw GROUP BY ALL HAVING count(*) > 1) d
+                  ON r._drop = d._drop AND {same_key})
+            WHERE _line > _first""")
+    flagged = " OR ".join(r.flag for r in row_rules) or "false"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _flagged AS "
+                f"SELECT * FROM _rows JOIN (SELECT * FROM _checked WHERE {flagged}) USING (_h)")
+    row_issues = con.sql(_issues_sql(row_rules, "_flagged", "_duplicates" if duplicate is not None else None)
+                         ).to_arrow_table()
+    hard = " OR ".join(r.flag for r in row_rules if r.severity == "hard") or "false"
+    not_duplicate = ("" if duplicate is None else
+                     " AND NOT EXISTS (SELECT 1 FROM _duplicates d WHERE d._drop = _rows._drop AND d.line_no = _rows._line)")
+    inserted = con.execute(
+        f"INSERT INTO {into} BY NAME SELECT {_typed_columns(table, row_rules)}, "
+        f"CAST(_rows._drop AS DATE) AS extract_date, _rows._line AS _line "
+        f"FROM _rows JOIN _checked USING (_h) WHERE NOT ({hard}){not_duplicate} ORDER BY _rows._drop, _rows._line"
+    ).fetchall()[0][0]
+    # every delivered row not inserted broke a hard rule on its line
+    delivered = dict(con.sql("SELECT _drop, count(*) FROM _rows GROUP BY 1").fetchall())
+    con.register("_row_issues", row_issues)
+    try:
+        kept_out = dict(con.sql("SELECT _drop, count(DISTINCT line_no) FROM _row_issues WHERE severity = 'hard' "
+                                "GROUP BY 1").fetchall())
+    finally:
+        con.unregister("_row_issues")
+    staged_n = {drop: n - kept_out.get(drop, 0) for drop, n in delivered.items()}
+    assert sum(staged_n.values()) == inserted, (table.name, staged_n, inserted)
+    return row_issues, staged_n
+
+
+def _hashes_unique(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether no two rows of ``_checked`` (distinct values) share a hash."""
+    return con.sql("SELECT count(DISTINCT _h) = count(*) FROM _checked").fetchall()[0][0]
+
+
+def _counts(con: duckdb.DuckDBPyConnection, files: dict[str, RawTable], staged_n: dict[str, int], issues: pa.Table,
             rejected_files: set[str]) -> dict[str, dict[str, int]]:
-    con = duckdb.connect()
-    con.register("staged", staged)
-    con.register("issues", issues)
-    staged_n = dict(con.sql("SELECT _drop, count(*) FROM staged GROUP BY 1").fetchall())
-    hard = dict(con.sql("SELECT _drop, count(DISTINCT line_no) FROM issues WHERE severity = 'hard' AND line_no > 1 "
-                        "OR rule = 'file_rejected' GROUP BY 1").fetchall())
-    soft = dict(con.sql("SELECT _drop, count(*) FROM issues WHERE severity = 'soft' AND line_no > 1 GROUP BY 1").fetchall())
+    con.register("_all_issues", issues)
+    try:
+        hard = dict(con.sql("SELECT _drop, count(DISTINCT line_no) FROM _all_issues WHERE severity = 'hard' AND line_no > 1 "
+                            "OR rule = 'file_rejected' GROUP BY 1").fetchall())
+        soft = dict(con.sql("SELECT _drop, count(*) FROM _all_issues WHERE severity = 'soft' AND line_no > 1 "
+                            "GROUP BY 1").fetchall())
+    finally:
+        con.unregister("_all_issues")
     out = {}
     for drop, raw in files.items():
         delivered = raw.rows.num_rows + pc.sum(pc.not_equal(raw.issues["line_no"], 1)).as_py() if raw.issues.num_rows else raw.rows.num_rows
@@ -240,14 +302,6 @@ def _counts(files: dict[str, RawTable], staged: pa.Table, issues: pa.Table,
                      "quarantined": int(hard.get(drop, 0)), "flagged": int(soft.get(drop, 0)),
                      "file_rejected": int(drop in rejected_files)}
     return out
-
-
-def _empty_staged(table: Table) -> pa.Table:
-    con = duckdb.connect()
-    return con.sql("SELECT " + ", ".join(
-        [f"NULL::{SQL_TYPE[c.type]} AS \"{c.name}\"" for c in table.columns]
-        + [f"NULL::VARCHAR AS \"{c.name}_flagged\"" for c in table.columns if _soft_rules(c)]
-        + ["NULL::VARCHAR AS _drop", "NULL::BIGINT AS _line"]) + " LIMIT 0").to_arrow_table()
 
 
 def _q(name: str) -> str:
@@ -336,6 +390,9 @@ class Rule:
     shown: str  # SQL expression for the raw value recorded
 
 
+_FIRST_LINE = "<first line of the key in its drop>"
+
+
 def _rules(contract: Contract, table: Table) -> list[Rule]:
     """Every rule of the table's contract, as SQL."""
     rules = []
@@ -352,16 +409,16 @@ def _rules(contract: Contract, table: Table) -> list[Rule]:
             rules.append(Rule(f"_r{len(rules)}", column.name, name, severity, condition, _literal(message), raw))
     if contract.mode == "snapshot":  # a snapshot holds each key once; a delta may resend it
         key = ", ".join(_q(k) for k in table.key)
-        first = f"min(_line) OVER (PARTITION BY _drop, {key})"
+        first = _FIRST_LINE
         rules.append(Rule(f"_r{len(rules)}", None, "duplicate_key", "hard", f"_line > {first}",
                           f"'key ({', '.join(table.key)}) already on line ' || {first}",
                           " || '|' || ".join(f"coalesce({_q(k)}, '')" for k in table.key)))
     return rules
 
 
-def _checked_sql(contract: Contract, table: Table, rules: list[Rule]) -> str:
-    """The raw rows with each column parsed once (``_t_<name>``) and one boolean per
-    rule, true where the row breaks it."""
+def _checked_sql(contract: Contract, table: Table, rules: list[Rule], source: str) -> str:
+    """The rows of ``source`` with each column parsed once (``_t_<name>``), one boolean
+    per rule, true where the row breaks it, and ``_h``, a hash of the raw values."""
     parsed = "".join(f", {parse_expr(contract, c, _q(c.name))} AS {_q('_t_' + c.name)}"
                      for c in table.columns if c.type != "text")
     # Macros expand inline: an identifier normalised inside one would be normalised again
@@ -370,18 +427,24 @@ def _checked_sql(contract: Contract, table: Table, rules: list[Rule]) -> str:
     normalised = "".join(f", {normalise[c.identifier].format(_q(c.name))} AS {_q('_n_' + c.name)}"
                          for c in table.columns if c.identifier in normalise)
     flags = "".join(f", coalesce({r.condition}, false) AS {r.flag}" for r in rules)
-    return f"SELECT *{flags} FROM (SELECT *{parsed}{normalised} FROM _raw)"
+    values = ", ".join(_q(c) for c in table.column_names)
+    return f"SELECT *{flags} FROM (SELECT *{parsed}{normalised}, hash({values}) AS _h FROM {source})"
 
 
-def _issues_sql(rules: list[Rule]) -> str:
+def _issues_sql(rules: list[Rule], source: str, duplicates: str | None) -> str:
     parts = [f"SELECT _line AS line_no, {_literal(r.column) if r.column else 'NULL'} AS column_name, "
              f"{_literal(r.name)} AS rule, {_literal(r.severity)} AS severity, {r.shown} AS raw_value, "
-             f"{r.message} AS message, _drop FROM _checked WHERE {r.flag}" for r in rules]
+             f"{r.message} AS message, _drop FROM {source} WHERE {r.flag}" for r in rules]
+    if duplicates:
+        parts.append(f"SELECT * FROM {duplicates}")
+    if not parts:
+        return ("SELECT NULL::BIGINT AS line_no, NULL AS column_name, NULL AS rule, NULL AS severity, "
+                "NULL AS raw_value, NULL AS message, NULL AS _drop LIMIT 0")
     return " UNION ALL ".join(parts) + " ORDER BY _drop, line_no, column_name"
 
 
-def _typed_sql(table: Table, rules: list[Rule]) -> str:
-    """Rows that broke no hard rule, typed, with values that broke a soft rule moved aside."""
+def _typed_columns(table: Table, rules: list[Rule]) -> str:
+    """Each column typed, with values that broke a soft rule moved aside to <column>_flagged."""
     selects = []
     for column in table.columns:
         raw = _q(column.name)
@@ -393,8 +456,7 @@ def _typed_sql(table: Table, rules: list[Rule]) -> str:
             selects.append(f"CASE WHEN {flagged} THEN {raw} END AS {_q(column.name + '_flagged')}")
         else:
             selects.append(f"{typed} AS {raw}")
-    hard = " OR ".join(r.flag for r in rules if r.severity == "hard") or "false"
-    return (f"SELECT {', '.join(selects)}, _drop, _line FROM _checked WHERE NOT ({hard}) ORDER BY _drop, _line")
+    return ", ".join(selects)
 
 
 def _message(column: Column, rule: str) -> str:
