@@ -281,42 +281,59 @@ def _rebuild_history(con, contract: Contract) -> None:
             con.execute(mash.history_sql(table.name.lower()))
         return
     for table in contract.tables:
-        name = table_name(system, table)
-        key = ", ".join(f'"{k}"' for k in table.key)
-        values = [f'"{c.name}"' for c in table.columns]
-        # Drops that carried this table's file: a monthly education drop has no pupils.csv,
-        # so it neither confirms nor deletes a pupil.
+        try:
+            _snapshot_history(con, system, table)
+        finally:
+            for temp in ("_drops", "_runs", "_split"):
+                con.execute(f"DROP TABLE IF EXISTS {temp}")
+
+
+def _snapshot_history(con, system: str, table: Table) -> None:
+    """A version of a record is a run of consecutive drops (of those that carried its
+    file) holding the same values; it is valid from its first drop until the next drop,
+    which holds other values for the key (a new version) or none (the record was deleted).
+
+    Each distinct row is grouped once with the drops it appears in; a row whose drops are
+    consecutive (nearly all) is one version, and only the rows that recur after a gap are
+    split into runs by a window."""
+    name = table_name(system, table)
+    key = ", ".join(f'"{k}"' for k in table.key)
+    values = [f'"{c.name}"' for c in table.columns]
+    listed = ", ".join(values)
+    others = "".join(f"{v}, " for v in values if v.strip('"') not in table.key)
+    # Drops that carried this table's file: a monthly education drop has no pupils.csv,
+    # so it neither confirms nor deletes a pupil.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _drops AS
+        SELECT extract_date, row_number() OVER (ORDER BY extract_date) AS drop_no
+        FROM (SELECT DISTINCT extract_date FROM audit.drop_file_loaded
+              WHERE system = {_literal(system)} AND file_name = {_literal(table.file)} AND status = 'staged')""")
+    rows = f"SELECT {listed}, drop_no FROM staging.{name} JOIN _drops USING (extract_date)"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _runs AS
+        SELECT {listed}, min(drop_no) AS first_no, max(drop_no) AS last_no, count(*) AS drops
+        FROM ({rows}) GROUP BY ALL""")
+    runs = "SELECT * EXCLUDE (drops) FROM _runs"
+    if con.sql("SELECT count(*) FROM _runs WHERE drops < last_no - first_no + 1").fetchall()[0][0]:
+        same = " AND ".join(f"r.{v} IS NOT DISTINCT FROM g.{v}" for v in values)
         con.execute(f"""
-            CREATE OR REPLACE TABLE history.{name} AS
-            WITH drops AS (
-                SELECT extract_date, row_number() OVER (ORDER BY extract_date) AS drop_no
-                FROM (SELECT DISTINCT extract_date FROM audit.drop_file_loaded
-                      WHERE system = {_literal(system)} AND file_name = {_literal(table.file)} AND status = 'staged')
-            ),
-            rows AS (
-                SELECT s.*, d.drop_no, hash({", ".join(values)}) AS _hash
-                FROM staging.{name} s JOIN drops d USING (extract_date)  -- keys are unique per drop: repeats are quarantined
-            ),
-            marked AS (
-                SELECT *, coalesce(lag(_hash) OVER w <> _hash OR lag(drop_no) OVER w <> drop_no - 1, true) AS starts
-                FROM rows WINDOW w AS (PARTITION BY {key} ORDER BY drop_no)
-            ),
-            versioned AS (
-                SELECT *, sum(CAST(starts AS INTEGER)) OVER (PARTITION BY {key} ORDER BY drop_no) AS version FROM marked
-            ),
-            spans AS (
-                SELECT {key}, version, {", ".join(f"any_value({v}) AS {v}" for v in values if v.strip('"') not in table.key)}{"," if len(values) > len(table.key) else ""}
-                       min(extract_date) AS valid_from, max(drop_no) AS last_drop_no
-                FROM versioned GROUP BY {key}, version
-            )
-            SELECT spans.* EXCLUDE (version, last_drop_no),
-                   next_drop.extract_date AS valid_to,
-                   next_drop.extract_date IS NULL AS is_current,
-                   next_drop.extract_date IS NOT NULL
-                       AND lead(valid_from) OVER (PARTITION BY {key} ORDER BY version) IS DISTINCT FROM next_drop.extract_date
-                       AS is_deleted
-            FROM spans LEFT JOIN drops AS next_drop ON next_drop.drop_no = spans.last_drop_no + 1
-        """)
+            CREATE OR REPLACE TEMP TABLE _split AS
+            SELECT {listed}, run, min(drop_no) AS first_no, max(drop_no) AS last_no
+            FROM (SELECT *, drop_no - row_number() OVER (PARTITION BY {listed} ORDER BY drop_no) AS run
+                  FROM ({rows}) r SEMI JOIN (SELECT {listed} FROM _runs WHERE drops < last_no - first_no + 1) g ON {same})
+            GROUP BY ALL""")
+        runs = f"SELECT * EXCLUDE (drops) FROM _runs WHERE drops = last_no - first_no + 1 UNION ALL SELECT {listed}, first_no, last_no FROM _split"
+    con.execute(f"""
+        CREATE OR REPLACE TABLE history.{name} AS
+        SELECT {key}, {others}first.extract_date AS valid_from,
+               next_drop.extract_date AS valid_to,
+               next_drop.extract_date IS NULL AS is_current,
+               next_drop.extract_date IS NOT NULL
+                   AND lead(first_no) OVER (PARTITION BY {key} ORDER BY first_no) IS DISTINCT FROM last_no + 1
+                   AS is_deleted
+        FROM ({runs}) spans
+        JOIN _drops AS first ON first.drop_no = spans.first_no
+        LEFT JOIN _drops AS next_drop ON next_drop.drop_no = spans.last_no + 1""")
 
 
 def _record_rejection(con, run_id: str, drop: Drop) -> None:
