@@ -156,6 +156,7 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
         "review_decisions_imported": imported["decisions"], "families": families.get("families", 0),
         **{f"seconds_{k}": v for k, v in seconds.items()}})
     return {"records": summary.records, "persons": summary.clusters, "families": families.get("families"),
+            "mode": summary.mode,
             "review_queue": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0],
             "review_queue_csv": str(queue), "decisions_imported": imported, "seconds": seconds}
 

@@ -170,6 +170,36 @@ def _linking_metrics(con: duckdb.DuckDBPyConnection) -> dict:
     return found
 
 
+def blocking_ceiling(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> float | None:
+    """Share of true pairs that become candidates at all: caught by a blocking rule or
+    sharing a validated identifier (recall can still exceed it through other records
+    of the same person). None when the build holds no standardised records."""
+    from .model import BLOCKING_RULES
+
+    exists = con.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+                     "AND table_name = 'standardised_record'").fetchall()[0][0]
+    if not exists:
+        return None
+    rules = list(BLOCKING_RULES.values()) + [
+        "l.nhs_number = r.nhs_number", "l.upn = r.upn", "l.upn = r.former_upn", "l.former_upn = r.upn",
+        "l.csc_id = r.csc_id"]
+    caught = " OR ".join(f"coalesce({rule}, false)" for rule in rules)
+    (share,) = con.execute(f"""
+        WITH truth AS (
+            SELECT system || '/' || "table" || '/' || record_id AS record_key, person_key
+            FROM read_csv($records, all_varchar = true)
+        ), pairs AS (
+            SELECT a.record_key AS l_key, b.record_key AS r_key
+            FROM truth a JOIN truth b ON a.person_key = b.person_key AND a.record_key < b.record_key
+        )
+        SELECT avg(({caught})::INT)
+        FROM pairs
+        JOIN identity.standardised_record l ON l.record_key = pairs.l_key
+        JOIN identity.standardised_record r ON r.record_key = pairs.r_key
+    """, {"records": str(Path(truth_dir) / "records.csv")}).fetchall()[0]
+    return share
+
+
 def evaluate_identity(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
     """Compare identity.person_record's clusters with the ground truth in ``truth_dir``.
 
@@ -236,7 +266,8 @@ def evaluate_identity(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
             {"predicted_person_key": key, "true_person_keys": list(persons)}
             for key, persons in twins[:5]
         ],
-        "blocking_ceiling": linking["blocking_ceiling"],
+        "blocking_ceiling": blocking_ceiling(con, truth_dir) if linking["blocking_ceiling"] is None
+        else linking["blocking_ceiling"],
         "grey_zone_size": int(grey) if grey is not None and float(grey).is_integer() else grey,
     }
 

@@ -34,6 +34,7 @@ class LinkSummary:
     clusters: int
     deterministic_edges: int
     scored_pairs: int
+    mode: str  # 'full' or 'incremental' scoring
     grey_zone_pairs: int
     refused_edges: int
     seconds: dict
@@ -44,8 +45,13 @@ def run_sql_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 
 def standardise(con: duckdb.DuckDBPyConnection) -> None:
-    """identity.source_person -> identity.standardised_record."""
+    """identity.source_person -> identity.standardised_record (the last run's is kept as
+    identity.standardised_record_previous, to find what changed)."""
     con.execute(MACROS.read_text())
+    if con.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+               "AND table_name = 'standardised_record'").fetchall()[0][0]:
+        con.execute("CREATE OR REPLACE TABLE identity.standardised_record_previous AS "
+                    "SELECT * FROM identity.standardised_record")
     con.execute(f"CREATE OR REPLACE TABLE identity.nickname AS "
                 f"SELECT lower(formal) AS formal, lower(nickname) AS nickname FROM read_csv('{NICKNAMES}')")
     run_sql_file(con, "standardise.sql")
@@ -63,33 +69,78 @@ def _level_labels(comparison: dict) -> str:
             f"CASE WHEN gamma_{name} = -1 THEN '' ELSE ' (' || printf('%+.1f', mw_{name}{tf}) || ')' END")
 
 
-def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH) -> int:
-    """Splink scores of every blocked pair above the grey floor -> identity.scored_pair."""
-    model = load_model(model) if not isinstance(model, dict) else model
+INCREMENTAL_SHARE = 0.25  # above this share of changed records, re-score everything
+
+
+def changed_records(con: duckdb.DuckDBPyConnection) -> int | None:
+    """Mark records new or changed since the last run (temp table changed_record).
+    None when there is no earlier run to build on."""
+    exists = con.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
+                     "AND table_name IN ('standardised_record_previous', 'scored_pair')").fetchall()[0][0]
+    if exists < 2:
+        return None
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE changed_record AS
+        SELECT record_key FROM identity.standardised_record
+        EXCEPT
+        SELECT record_key FROM identity.standardised_record_previous p
+        WHERE EXISTS (SELECT 1 FROM identity.standardised_record s
+                      WHERE s.record_key = p.record_key AND s.record_hash = p.record_hash)
+    """)
+    return con.sql("SELECT count(*) FROM changed_record").fetchall()[0][0]
+
+
+def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
+                incremental: bool = True) -> tuple[int, str]:
+    """Splink scores of blocked pairs above the grey floor -> identity.scored_pair.
+
+    Incrementally, only pairs touching a new or changed record are scored (each blocking
+    rule gains "and one side changed", the equivalent of predict_between(changed, all)
+    plus predict_within(changed)); earlier scores of untouched pairs are kept, because a
+    pair's score depends on its two records and the saved model (term frequencies and the
+    prior drift a little as records arrive: above INCREMENTAL_SHARE changed, re-score all)."""
+    model = load_model(model) if not isinstance(model, dict) else dict(model)
+    changed = changed_records(con) if incremental else None
+    total = con.sql("SELECT count(*) FROM identity.standardised_record").fetchall()[0][0]
+    mode = "incremental" if changed is not None and changed <= INCREMENTAL_SHARE * total else "full"
+    flag = "record_key IN (SELECT record_key FROM changed_record)" if mode == "incremental" else "true"
     systems = [s for (s,) in con.sql("SELECT DISTINCT system FROM identity.standardised_record ORDER BY 1").fetchall()]
     for system in systems:
         con.execute(f"CREATE OR REPLACE TEMP VIEW link_input_{system} AS "
-                    f"SELECT * FROM identity.standardised_record WHERE system = '{system}'")
+                    f"SELECT *, {flag} AS is_changed FROM identity.standardised_record WHERE system = '{system}'")
+    if mode == "incremental":
+        model["blocking_rules_to_generate_predictions"] = [
+            f"({rule['blocking_rule'] if isinstance(rule, dict) else rule}) AND (l.is_changed OR r.is_changed)"
+            for rule in model["blocking_rules_to_generate_predictions"]]
     linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model)
     # the prior depends on how many records this run holds, not on the training city
     linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RULES_RECALL)
     predictions = linker.inference.predict(threshold_match_probability=GREY_FLOOR, warning_mode="never")
     explanation = " || '; ' || ".join(
         f"coalesce({_level_labels(c)}, '')" for c in COMPARISONS)
-    con.execute(f"""
-        CREATE OR REPLACE TABLE identity.scored_pair AS
+    new_scores = f"""
         SELECT least(record_key_l, record_key_r) AS record_l,
                greatest(record_key_l, record_key_r) AS record_r,
                match_probability, match_weight, match_key,
                rtrim(regexp_replace({explanation}, '(; )+', '; ', 'g'), '; ') AS explanation
-        FROM {predictions.physical_name}
-    """)
+        FROM {predictions.physical_name}"""
+    if mode == "incremental":
+        con.execute(f"""
+            CREATE OR REPLACE TABLE identity.scored_pair AS
+            SELECT * FROM identity.scored_pair k
+            WHERE k.record_l NOT IN (SELECT record_key FROM changed_record)
+              AND k.record_r NOT IN (SELECT record_key FROM changed_record)
+              AND k.record_l IN (SELECT record_key FROM identity.standardised_record)
+              AND k.record_r IN (SELECT record_key FROM identity.standardised_record)
+            UNION ALL {new_scores}""")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE identity.scored_pair AS {new_scores}")
     predictions.drop_table_from_database_and_remove_from_cache()
-    return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0]
+    return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0], mode
 
 
 def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
-                 threshold: float = MATCH_THRESHOLD) -> LinkSummary:
+                 threshold: float = MATCH_THRESHOLD, incremental: bool = True) -> LinkSummary:
     """identity.source_person -> identity.standardised_record, identity.link,
     identity.cluster (record_key, cluster_id). Reviewer decisions are read from
     identity.review_decision when that table exists."""
@@ -104,7 +155,7 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
     seconds["deterministic"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    scored = score_pairs(con, model)
+    scored, mode = score_pairs(con, model, incremental)
     seconds["splink"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -159,5 +210,5 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
                (SELECT count(*) FROM identity.link WHERE status = 'refused')
     """).fetchall()[0]
     return LinkSummary(records=len(records), clusters=counts[0], deterministic_edges=counts[1],
-                       scored_pairs=scored, grey_zone_pairs=counts[2], refused_edges=counts[3],
+                       scored_pairs=scored, mode=mode, grey_zone_pairs=counts[2], refused_edges=counts[3],
                        seconds=seconds)

@@ -87,5 +87,8 @@ SELECT
     CASE WHEN upn_letters_are_valid(former_upn_u) THEN former_upn_u END AS former_upn,
     csc_id,
     role,
-    is_deleted
+    is_deleted,
+    -- what linking compares: a record whose hash is unchanged needs no new scores
+    hash(forename, middle_names, surname, alt_forename, alt_surname, dob, dob_estimated, sex,
+         postcode_f, address, uprn, nhs_d, upn_u, former_upn_u, csc_id, role) AS record_hash
 FROM split;

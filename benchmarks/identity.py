@@ -1,0 +1,99 @@
+"""Benchmark identity: a full link of a city, then one more day's drops linked incrementally.
+
+    python benchmarks/identity.py --city data/city
+
+Stages every drop except the newest date of each daily system, links identity in full
+(timed), then stages the newest drops and links again (timed, incremental scoring),
+and reports how many unchanged records kept their person_key. Each phase runs in its
+own process so that peak memory is that phase's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def landing_without_newest_day(landing: Path, out: Path) -> str:
+    """Symlink every drop folder except the newest date of each system that has more
+    than one drop; return that newest date."""
+    newest = max(p.name for p in landing.glob("*/*") if (p / "_manifest.json").exists())
+    for system in landing.iterdir():
+        drops = sorted(p for p in system.iterdir() if (p / "_manifest.json").exists())
+        (out / system.name).mkdir(parents=True)
+        for drop in drops:
+            if drop.name != newest or len(drops) == 1:
+                (out / system.name / drop.name).symlink_to(drop.resolve())
+    return newest
+
+
+def phase(database: str, landing: str, staged: str, review: str, run_id: str) -> None:
+    """One child process: stage what is new, then link identity; print JSON figures."""
+    import duckdb
+
+    from assets.identity.engine import run_identity
+    from sources.ingest import ingest
+
+    con = duckdb.connect(database)
+    con.execute("SET TimeZone = 'UTC'")
+    start = time.perf_counter()
+    ingest(con, Path(landing), Path(staged), run_id=run_id)
+    staged_seconds = time.perf_counter() - start
+    before = dict(con.sql("SELECT record_key, person_key FROM identity.person_registry").fetchall()) \
+        if con.sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'person_registry'").fetchall()[0][0] else {}
+    hashes = dict(con.sql("SELECT record_key, record_hash FROM identity.standardised_record").fetchall()) if before else {}
+    result = run_identity(con, run_id, Path(review))
+    after = dict(con.sql("SELECT record_key, person_key FROM identity.person_registry").fetchall())
+    now = dict(con.sql("SELECT record_key, record_hash FROM identity.standardised_record").fetchall())
+    unchanged = [k for k in before if k in now and hashes.get(k) == now[k]]
+    kept = sum(before[k] == after[k] for k in unchanged)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"staging_seconds": staged_seconds, "identity": result, "peak_mib": peak,
+                      "unchanged_records": len(unchanged), "unchanged_kept_key": kept}, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--city", type=Path, default=Path("data/city"), help="a synthetic city (landing/, truth/)")
+    parser.add_argument("--phase", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        phase(*args.phase)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        earlier = tmp / "landing_before"
+        newest = landing_without_newest_day(args.city.resolve() / "landing", earlier)
+        database, staged, review = str(tmp / "build.duckdb"), str(tmp / "staged"), str(tmp / "review")
+        figures = []
+        for name, landing in (("full", earlier), ("next day", args.city.resolve() / "landing")):
+            out = subprocess.run([sys.executable, __file__, "--phase", database, str(landing), staged, review, name],
+                                 capture_output=True, text=True, cwd=ROOT, env=os.environ)
+            if out.returncode:
+                sys.exit(f"{name} phase failed:\n{out.stderr[-3000:]}")
+            figures.append((name, json.loads(out.stdout.strip().splitlines()[-1])))
+        print(f"city: {args.city}   newest day: {newest}")
+        print(f"{'phase':<10} {'records':>9} {'persons':>9} {'scoring':>12} {'identity s':>11} {'linking s':>10} "
+              f"{'families s':>11} {'peak MiB':>9}  unchanged records keeping their key")
+        for name, f in figures:
+            s = f["identity"]["seconds"]
+            linking = s["total"] - s["families"]
+            kept = (f"{f['unchanged_kept_key']:,} of {f['unchanged_records']:,} "
+                    f"({f['unchanged_kept_key'] / f['unchanged_records']:.4%})") if f["unchanged_records"] else "-"
+            print(f"{name:<10} {f['identity']['records']:>9,} {f['identity']['persons']:>9,} {f['identity']['mode']:>12} "
+                  f"{s['total']:>11.1f} {linking:>10.1f} {s['families']:>11.1f} {f['peak_mib']:>9,.0f}  {kept}")
+            print("           " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()))
+
+
+if __name__ == "__main__":
+    main()
