@@ -215,7 +215,7 @@ def stage_table(con: duckdb.DuckDBPyConnection, contract: Contract, table: Table
             row_issues, staged_n = _check_and_insert(con, contract, table, into)
         finally:
             con.unregister("_raw")
-            for temp in ("_checked", "_rows", "_duplicates", "_flagged"):
+            for temp in ("_distinct", "_checked", "_rows", "_duplicates", "_flagged"):
                 con.execute(f"DROP TABLE IF EXISTS {temp}")
         issues.append(row_issues.cast(ISSUE_SCHEMA.append(pa.field("_drop", pa.string()))))
     all_issues = pa.concat_tables(issues) if issues else _issues([]).append_column("_drop", pa.array([], pa.string()))
@@ -234,8 +234,8 @@ def _check_and_insert(con: duckdb.DuckDBPyConnection, contract: Contract, table:
     rules = _rules(contract, table)
     row_rules = [r for r in rules if r.name != "duplicate_key"]
     values = ", ".join(_q(c) for c in table.column_names)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS "
-                f"{_checked_sql(contract, table, row_rules, f'(SELECT DISTINCT {values} FROM _raw)')}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _distinct AS SELECT DISTINCT {values} FROM _raw")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {_checked_sql(contract, table, row_rules, '_distinct')}")
     if _hashes_unique(con):  # each row joins its values' check by their hash
         con.execute(f"CREATE OR REPLACE TEMP TABLE _rows AS SELECT _drop, _line, hash({values}) AS _h FROM _raw")
     else:  # two distinct rows share a 64-bit hash (practically never): number them, join by values
@@ -354,7 +354,7 @@ def _soft_rules(column: Column) -> list[tuple[str, str]]:
     but keep the row."""
     raw = "{raw}"
     rules = []
-    normalised = _q("_n_" + column.name)  # computed once per row in _checked_sql
+    normalised = _q("_n_" + column.name)  # computed once per distinct value in _checked_sql
     if column.identifier == "nhs_number":
         rules.append(("nhs_number_check", f"NOT nhs_digits_are_valid({normalised})"))
     elif column.identifier == "upn":
@@ -416,19 +416,35 @@ def _rules(contract: Contract, table: Table) -> list[Rule]:
     return rules
 
 
+NORMALISE = {"nhs_number": "nhs_digits({})", "upn": "upper(trim({}))", "postcode": "postcode_folded({})"}
+
+
 def _checked_sql(contract: Contract, table: Table, rules: list[Rule], source: str) -> str:
     """The rows of ``source`` with each column parsed once (``_t_<name>``), one boolean
-    per rule, true where the row breaks it, and ``_h``, a hash of the raw values."""
+    per rule, true where the row breaks it, and ``_h``, a hash of the raw values.
+
+    An identifier's checks are the costly ones, and one pupil's UPN is on many rows of a
+    table: they are evaluated once per distinct value and joined to the rows."""
+    identifiers = [c for c in table.columns if c.identifier in NORMALISE]
+    values = ", ".join(_q(c) for c in table.column_names)
     parsed = "".join(f", {parse_expr(contract, c, _q(c.name))} AS {_q('_t_' + c.name)}"
                      for c in table.columns if c.type != "text")
-    # Macros expand inline: an identifier normalised inside one would be normalised again
-    # at every use (13 times for a UPN), so it is normalised once here.
-    normalise = {"nhs_number": "nhs_digits({})", "upn": "upper(trim({}))", "postcode": "postcode_folded({})"}
-    normalised = "".join(f", {normalise[c.identifier].format(_q(c.name))} AS {_q('_n_' + c.name)}"
-                         for c in table.columns if c.identifier in normalise)
-    flags = "".join(f", coalesce({r.condition}, false) AS {r.flag}" for r in rules)
-    values = ", ".join(_q(c) for c in table.column_names)
-    return f"SELECT *{flags} FROM (SELECT *{parsed}{normalised}, hash({values}) AS _h FROM {source})"
+    flags = "".join(f", coalesce({r.condition}, false) AS {r.flag}" for r in rules
+                    if r.column not in {c.name for c in identifiers})
+    joins, looked_up = "", ""
+    for i, column in enumerate(identifiers):
+        raw = _q(column.name)
+        typed = f", {parse_expr(contract, column, raw)} AS {_q('_t_' + column.name)}" if column.type != "text" else ""
+        # Macros expand inline: an identifier normalised inside one would be normalised again
+        # at every use (13 times for a UPN), so it is normalised once here.
+        normalised = f"{NORMALISE[column.identifier].format(raw)} AS {_q('_n_' + column.name)}"
+        own = [r for r in rules if r.column == column.name]
+        checks = "".join(f", coalesce({r.condition}, false) AS {r.flag}" for r in own)
+        joins += (f" LEFT JOIN (SELECT {raw}{checks} FROM (SELECT {raw}{typed}, {normalised} "
+                  f"FROM (SELECT DISTINCT {raw} FROM {source}))) AS _id{i} ON _v.{raw} IS NOT DISTINCT FROM _id{i}.{raw}")
+        looked_up += "".join(f", _id{i}.{r.flag}" for r in own)
+    return (f"SELECT _v.*{looked_up} FROM (SELECT *{flags} FROM (SELECT *{parsed}, hash({values}) AS _h FROM {source})) "
+            f"AS _v{joins}")
 
 
 def _issues_sql(rules: list[Rule], source: str, duplicates: str | None) -> str:
