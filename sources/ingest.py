@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,29 +90,56 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
                              [system]).fetchall())
     accepted: list[Drop] = []
     raw_by_drop: dict[str, dict] = {}
-    for drop in drops:
-        if known.get(drop.partition) != drop.fingerprint and _restorable(staged_dir, drop):
-            _restore(con, contract, drop, staged_dir, run_id, summary)  # staged before: no re-parse
-            continue
-        verify(drop, contract.encoding, count_rows=False)
-        if drop.ok and known.get(drop.partition) != drop.fingerprint:
-            raw_by_drop[drop.partition] = READERS[system](con, drop)
-            for file_name, rows in _rows_read(contract, raw_by_drop[drop.partition]).items():
-                check_rows(drop, file_name, rows)
-        if not drop.ok:
-            raw_by_drop.pop(drop.partition, None)
-            summary.rejected[drop.partition] = drop.problems
-            _record_rejection(con, run_id, drop)
-        elif known.get(drop.partition) == drop.fingerprint:
-            summary.unchanged.append(drop.partition)
-            _record_drop(con, run_id, drop, "unchanged", "identical re-delivery: nothing to do")
-        else:
-            accepted.append(drop)
+    restorable = {d.partition: known.get(d.partition) != d.fingerprint and _restorable(staged_dir, d) for d in drops}
+    # Drops are verified and read two at a time, ahead of the loop that records them in
+    # order: reading is files, Arrow and (for FHIR) a cursor's temp tables, never the
+    # warehouse's tables.
+    reader = ThreadPoolExecutor(max_workers=2)
+    cursors = {d.partition: con.cursor() for d in drops if not restorable[d.partition]}
+    ahead = {d.partition: reader.submit(_verify_and_read, cursors[d.partition], contract, d, known)
+             for d in drops if d.partition in cursors}
+    try:
+        for drop in drops:
+            if restorable[drop.partition]:
+                _restore(con, contract, drop, staged_dir, run_id, summary)  # staged before: no re-parse
+                continue
+            raw = ahead[drop.partition].result()
+            if raw is not None:
+                raw_by_drop[drop.partition] = raw
+                for file_name, rows in _rows_read(contract, raw).items():
+                    check_rows(drop, file_name, rows)
+            _record_read(con, run_id, drop, known, summary, raw_by_drop, accepted)
+    finally:
+        reader.shutdown(wait=True, cancel_futures=True)
+        for cursor in cursors.values():
+            cursor.close()
     if accepted:
         _stage(con, contract, accepted, raw_by_drop, staged_dir, run_id, summary, known)
     if summary.staged:
         _rebuild_history(con, contract)
     return summary
+
+
+def _verify_and_read(cursor, contract: Contract, drop: Drop, known: dict[str, str]) -> dict | None:
+    """Check a drop against its manifest and, if it is new and sound, read its tables."""
+    verify(drop, contract.encoding, count_rows=False)
+    if drop.ok and known.get(drop.partition) != drop.fingerprint:
+        return READERS[contract.system](cursor, drop)
+    return None
+
+
+def _record_read(con, run_id: str, drop: Drop, known: dict[str, str], summary: SystemSummary,
+                 raw_by_drop: dict, accepted: list[Drop]) -> None:
+    """Record a verified drop as rejected or unchanged, or accept it for staging."""
+    if not drop.ok:
+        raw_by_drop.pop(drop.partition, None)
+        summary.rejected[drop.partition] = drop.problems
+        _record_rejection(con, run_id, drop)
+    elif known.get(drop.partition) == drop.fingerprint:
+        summary.unchanged.append(drop.partition)
+        _record_drop(con, run_id, drop, "unchanged", "identical re-delivery: nothing to do")
+    else:
+        accepted.append(drop)
 
 
 def _rows_read(contract: Contract, tables: dict) -> dict[str, int]:
@@ -131,20 +159,32 @@ def _stage(con, contract: Contract, drops: list[Drop], raw_by_drop: dict, staged
     system = contract.system
     dates = [d.partition for d in drops]
     files: dict[tuple[str, str], dict] = {}  # (drop, file) -> counts
-    for table in contract.tables:
-        present = {drop: tables[table.name] for drop, tables in raw_by_drop.items() if table.name in tables}
-        _clear_rows(con, system, table, dates)
-        if not present:
-            continue
-        staged = stage_table(con, contract, table, present, into=f"staging.{table_name(system, table)}")
-        _insert_issues(con, system, table, staged)
-        _write_parquet(con, staged_dir, system, table, list(staged.counts))
-        primary = contract.tables[[t.file for t in contract.tables].index(table.file)] is table
-        for drop, counts in staged.counts.items():
-            if primary:  # a file's rows reconcile through its first (one row per line) table
-                files[(drop, table.file)] = dict(counts)
-            else:  # values flagged in a file's other tables (e.g. FHIR identifiers) count for the file
-                files[(drop, table.file)]["flagged"] += counts["flagged"]
+    # A table's Parquet is written from its staged rows on a second connection while the
+    # next table is staged; every write has finished before any audit row is.
+    writer = ThreadPoolExecutor(max_workers=1)
+    writes: list[tuple[Future, duckdb.DuckDBPyConnection]] = []
+    try:
+        for table in contract.tables:
+            present = {drop: tables[table.name] for drop, tables in raw_by_drop.items() if table.name in tables}
+            _clear_rows(con, system, table, dates)
+            if not present:
+                continue
+            staged = stage_table(con, contract, table, present, into=f"staging.{table_name(system, table)}")
+            _insert_issues(con, system, table, staged)
+            cursor = con.cursor()
+            writes.append((writer.submit(_write_parquet, cursor, staged_dir, system, table, list(staged.counts)), cursor))
+            primary = contract.tables[[t.file for t in contract.tables].index(table.file)] is table
+            for drop, counts in staged.counts.items():
+                if primary:  # a file's rows reconcile through its first (one row per line) table
+                    files[(drop, table.file)] = dict(counts)
+                else:  # values flagged in a file's other tables (e.g. FHIR identifiers) count for the file
+                    files[(drop, table.file)]["flagged"] += counts["flagged"]
+        for write, _ in writes:
+            write.result()  # a failed write fails the run before the drops count as loaded
+    finally:
+        writer.shutdown(wait=True, cancel_futures=True)
+        for _, cursor in writes:
+            cursor.close()
     for drop in drops:
         for f in drop.files:
             counts = files.get((drop.partition, f.name))
