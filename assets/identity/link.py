@@ -79,6 +79,9 @@ def changed_records(con: duckdb.DuckDBPyConnection) -> int | None:
                      "AND table_name IN ('standardised_record_previous', 'scored_pair')").fetchall()[0][0]
     if exists < 2:
         return None
+    previous_columns = con.sql("SELECT * FROM identity.standardised_record_previous LIMIT 0").columns
+    if "record_hash" not in previous_columns:  # written by an older version: score everything
+        return None
     con.execute("""
         CREATE OR REPLACE TEMP TABLE changed_record AS
         SELECT record_key FROM identity.standardised_record

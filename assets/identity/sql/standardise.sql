@@ -47,10 +47,23 @@ WITH folded AS (
 split AS (
     SELECT *,
         split_part(forename_all, ' ', 1) AS forename,
+        split_part(alt_forename, ' ', 1) AS alt_first,
         nullif(concat_ws(' ', nullif(trim(substr(forename_all, length(split_part(forename_all, ' ', 1)) + 1)), ''), middle_all), '') AS middle_names,
         replace(surname_all, ' ', '') AS surname,
         string_split(surname_all, ' ') AS surname_parts
     FROM folded
+),
+formal_names AS (
+    SELECT nickname, list(formal) AS formals FROM identity.nickname GROUP BY nickname
+),
+grouped AS (
+    SELECT s.*,
+        -- every formal name this forename (or the name the child is known by) could stand for
+        list_distinct(list_filter([s.forename, s.alt_first] || coalesce(a.formals, []) || coalesce(b.formals, []),
+                                  lambda x: x IS NOT NULL AND x <> '')) AS forename_group
+    FROM split s
+    LEFT JOIN formal_names a ON a.nickname = s.forename
+    LEFT JOIN formal_names b ON b.nickname = s.alt_first
 )
 SELECT
     record_key, system, table_name, record_id,
@@ -60,12 +73,7 @@ SELECT
     surname_parts,
     alt_forename,
     replace(alt_surname, ' ', '') AS alt_surname,
-    -- every formal name this forename (or the name the child is known by) could stand for
-    list_distinct(list_filter(
-        [forename, split_part(alt_forename, ' ', 1)]
-        || coalesce((SELECT list(n.formal) FROM identity.nickname n
-                     WHERE n.nickname IN (forename, split_part(alt_forename, ' ', 1))), []),
-        lambda x: x IS NOT NULL AND x <> '')) AS forename_group,
+    forename_group,
     CASE WHEN dob_estimated THEN NULL ELSE dob END AS dob,
     CASE WHEN dob_estimated THEN dob END AS dob_approximate,
     CASE WHEN NOT dob_estimated AND day(dob) <= 12 AND day(dob) <> month(dob)
@@ -91,4 +99,4 @@ SELECT
     -- what linking compares: a record whose hash is unchanged needs no new scores
     hash(forename, middle_names, surname, alt_forename, alt_surname, dob, dob_estimated, sex,
          postcode_f, address, uprn, nhs_d, upn_u, former_upn_u, csc_id, role) AS record_hash
-FROM split;
+FROM grouped;
