@@ -26,7 +26,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 
 demo: install
 	$(BIN)/earlyhelp synth --out $(CITY)
-	$(BIN)/earlyhelp build --landing $(CITY)/landing --home $(HOME_DIR)
+	$(BIN)/earlyhelp build --landing $(CITY)/landing --home $(HOME_DIR) --truth $(CITY)/truth
 	@echo
 	@echo "Synthetic city: $(CITY)/landing (truth in $(CITY)/truth)"
 	@echo "Build warehouse: $(HOME_DIR)/warehouse/build.duckdb"
@@ -41,6 +41,7 @@ dagster: install $(DAGSTER_HOME)/dagster.yaml
 bench: install
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/ingest.py --landing $(CITY)/landing
+	$(BIN)/python benchmarks/identity.py --city $(CITY)
 
 clean:
 	rm -rf $(DATA)
