@@ -180,7 +180,10 @@ def link_file(input_path: Path, output_path: Path, model: Path = MODEL_PATH,
     options = "" if reader == "read_parquet" else ", all_varchar = true"
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"CREATE TEMP VIEW raw_input AS SELECT * FROM {reader}(?{options})", [str(input_path)])
+    if not input_path.is_file():
+        raise FileNotFoundError(f"no input file at {input_path}")
+    quoted = str(input_path).replace("'", "''")  # a view cannot take a prepared parameter
+    con.execute(f"CREATE TEMP VIEW raw_input AS SELECT * FROM {reader}('{quoted}'{options})")
     present = {c.lower(): c for c in con.sql("SELECT * FROM raw_input LIMIT 0").columns}
     missing = [c for c in REQUIRED if c not in present]
     if missing:
@@ -206,7 +209,7 @@ def link_file(input_path: Path, output_path: Path, model: Path = MODEL_PATH,
         COPY (SELECT s.record_id, s.system AS source, p.person_key, p.match_probability, p.link_rule, p.explanation
               FROM identity.person_record p JOIN identity.standardised_record s USING (record_key)
               ORDER BY p.person_key, s.record_id)
-        TO '{output_path}' ({'FORMAT parquet' if output_path.suffix.lower() == '.parquet' else 'HEADER'})
+        TO '{str(output_path).replace("'", "''")}' ({'FORMAT parquet' if output_path.suffix.lower() == '.parquet' else 'HEADER'})
     """)
     return {"records": summary.records, "persons": summary.clusters,
             "review_pairs": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0]}

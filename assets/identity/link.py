@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from .cluster import constrained_clusters
-from .model import COMPARISONS, MODEL_PATH, PRIOR_RULES, PRIOR_RULES_RECALL, linker_for, load_model
+from .model import MODEL_PATH, PRIOR_RULES, PRIOR_RULES_RECALL, linker_for, load_model
 
 SQL = Path(__file__).parent / "sql"
 MACROS = Path(__file__).parents[2] / "sources" / "sql" / "macros.sql"
@@ -70,6 +70,7 @@ def _level_labels(comparison: dict) -> str:
 
 
 INCREMENTAL_SHARE = 0.25  # above this share of changed records, re-score everything
+MIN_RECORDS_FOR_TERM_FREQUENCIES = 1000
 
 
 def changed_records(con: duckdb.DuckDBPyConnection) -> int | None:
@@ -115,12 +116,21 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
         model["blocking_rules_to_generate_predictions"] = [
             f"({rule['blocking_rule'] if isinstance(rule, dict) else rule}) AND (l.is_changed OR r.is_changed)"
             for rule in model["blocking_rules_to_generate_predictions"]]
+    if total < MIN_RECORDS_FOR_TERM_FREQUENCIES:
+        # in a small table every name is "common": its own frequencies would outweigh the evidence
+        model["comparisons"] = [
+            dict(c, comparison_levels=[{k: v for k, v in lv.items() if not k.startswith("tf_")}
+                                       for lv in c["comparison_levels"]])
+            for c in model["comparisons"]]
     linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model)
-    # the prior depends on how many records this run holds, not on the training city
-    linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RULES_RECALL)
+    # The prior depends on how many records this run holds, not on the training city.
+    # With no pair sharing an identifier there is nothing to estimate it from: keep the
+    # trained prior.
+    if con.sql(f"SELECT count(*) FROM identity.deterministic_edge WHERE link_rule <> 'Mosaic person id agrees'").fetchall()[0][0]:
+        linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RULES_RECALL)
     predictions = linker.inference.predict(threshold_match_probability=GREY_FLOOR, warning_mode="never")
     explanation = " || '; ' || ".join(
-        f"coalesce({_level_labels(c)}, '')" for c in COMPARISONS)
+        f"coalesce({_level_labels(c)}, '')" for c in model["comparisons"])
     new_scores = f"""
         SELECT least(record_key_l, record_key_r) AS record_l,
                greatest(record_key_l, record_key_r) AS record_r,
