@@ -137,6 +137,7 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, path: Path, resource_type: str)
     the file promises."""
     lines = read_lines(path.read_bytes())
     raw = pa.table({"text": lines, "_line": pa.array(np.arange(1, len(lines) + 1, dtype=np.int64))})
+    raw = pa.Table.from_batches(raw.to_batches(max_chunksize=20_000), raw.schema)  # batches DuckDB can parse in parallel
     con.register("_text", raw)
     try:  # the text itself is kept only for the lines that are reported
         parse = f"""

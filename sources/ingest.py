@@ -340,7 +340,6 @@ def _snapshot_history(con, system: str, table: Table) -> None:
     key = ", ".join(f'"{k}"' for k in table.key)
     values = [f'"{c.name}"' for c in table.columns]
     listed = ", ".join(values)
-    others = "".join(f"{v}, " for v in values if v.strip('"') not in table.key)
     # Drops that carried this table's file: a monthly education drop has no pupils.csv,
     # so it neither confirms nor deletes a pupil.
     con.execute(f"""
@@ -363,17 +362,19 @@ def _snapshot_history(con, system: str, table: Table) -> None:
                   FROM ({rows}) r SEMI JOIN (SELECT {listed} FROM _runs WHERE drops < last_no - first_no + 1) g ON {same})
             GROUP BY ALL""")
         runs = f"SELECT * EXCLUDE (drops) FROM _runs WHERE drops = last_no - first_no + 1 UNION ALL SELECT {listed}, first_no, last_no FROM _split"
+    # A version closed by the next drop was deleted unless a version of its key starts there.
+    same_key = " AND ".join(f'successor."{k}" IS NOT DISTINCT FROM spans."{k}"' for k in table.key)
     con.execute(f"""
         CREATE OR REPLACE TABLE history.{name} AS
-        SELECT {key}, {others}first.extract_date AS valid_from,
+        SELECT {", ".join(f"spans.{v}" for v in [f'"{k}"' for k in table.key])}, {"".join(f"spans.{v}, " for v in values if v.strip('"') not in table.key)}first.extract_date AS valid_from,
                next_drop.extract_date AS valid_to,
                next_drop.extract_date IS NULL AS is_current,
-               next_drop.extract_date IS NOT NULL
-                   AND lead(first_no) OVER (PARTITION BY {key} ORDER BY first_no) IS DISTINCT FROM last_no + 1
-                   AS is_deleted
+               next_drop.extract_date IS NOT NULL AND successor.first_no IS NULL AS is_deleted
         FROM ({runs}) spans
         JOIN _drops AS first ON first.drop_no = spans.first_no
-        LEFT JOIN _drops AS next_drop ON next_drop.drop_no = spans.last_no + 1""")
+        LEFT JOIN _drops AS next_drop ON next_drop.drop_no = spans.last_no + 1
+        LEFT JOIN (SELECT DISTINCT {key}, first_no FROM ({runs}) WHERE first_no > 1) AS successor
+            ON {same_key} AND successor.first_no = spans.last_no + 1""")
 
 
 def _record_rejection(con, run_id: str, drop: Drop) -> None:

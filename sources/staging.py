@@ -265,7 +265,7 @@ def _check_and_insert(con: duckdb.DuckDBPyConnection, contract: Contract, table:
     inserted = con.execute(
         f"INSERT INTO {into} BY NAME SELECT {_typed_columns(table, row_rules)}, "
         f"CAST(_rows._drop AS DATE) AS extract_date, _rows._line AS _line "
-        f"FROM _rows JOIN _checked USING (_h) WHERE NOT ({hard}){not_duplicate} ORDER BY _rows._drop, _rows._line"
+        f"FROM _rows JOIN _checked USING (_h) WHERE NOT ({hard}){not_duplicate}"
     ).fetchall()[0][0]
     # every delivered row not inserted broke a hard rule on its line
     delivered = dict(con.sql("SELECT _drop, count(*) FROM _rows GROUP BY 1").fetchall())
