@@ -44,6 +44,12 @@ class Warehouse(dg.ConfigurableResource):
         return self.home_path / "reports"
 
     @property
+    def identity_dir(self) -> Path:
+        """Person and family key registries, link events and review labels as Parquet:
+        what must survive a rebuild of the database."""
+        return self.home_path / "identity"
+
+    @property
     def review_dir(self) -> Path:
         """Clerical review: queue.csv out, reviewers' decisions/*.csv in."""
         return self.home_path / "review"

@@ -16,6 +16,37 @@ from .link import MATCH_THRESHOLD, link_records, run_sql_file
 from .model import MODEL_PATH
 
 DECISIONS = ("match", "not a match")
+# What must outlive the build database: keys, their history and reviewers' labels.
+# Saved as Parquet under HOME/identity after every run, restored into a fresh database.
+DURABLE_TABLES = ("person_registry", "family_registry", "family_registry_member", "household_registry",
+                  "link_event", "review_decision", "review_import")
+KEYED_BY_FIRST_COLUMN = ("person_registry", "family_registry", "family_registry_member", "household_registry")
+
+
+def save_durable_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in DURABLE_TABLES:
+        if not _exists(con, f"identity.{table}"):
+            continue
+        partial = folder / f".{table}.parquet.partial"
+        con.execute(f"COPY identity.{table} TO '{partial}' (FORMAT parquet, COMPRESSION zstd)")
+        partial.replace(folder / f"{table}.parquet")  # atomic: a crash leaves the last good copy
+
+
+def restore_durable_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> list[str]:
+    """Into a database that lacks them (a rebuild from scratch), reload the saved tables."""
+    restored = []
+    for table in DURABLE_TABLES:
+        saved = folder / f"{table}.parquet"
+        if saved.exists() and not _exists(con, f"identity.{table}"):
+            columns = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{saved}')").fetchall()
+            ddl = ", ".join(f'"{name}" {kind}' for name, kind, *_ in columns)
+            if table in KEYED_BY_FIRST_COLUMN:  # upserts (ON CONFLICT) need the primary key back
+                ddl += f', PRIMARY KEY ("{columns[0][0]}")'
+            con.execute(f"CREATE TABLE identity.{table} ({ddl})")
+            con.execute(f"INSERT INTO identity.{table} SELECT * FROM read_parquet('{saved}')")
+            restored.append(table)
+    return restored
 DECISION_COLUMNS = ("record_l", "record_r", "decision", "reviewer", "decided_at")
 
 
@@ -139,10 +170,14 @@ def assign_persons(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 
 
 def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
-                 model: Path = MODEL_PATH, threshold: float = MATCH_THRESHOLD) -> dict:
-    """Link every staged person record; keep keys stable; build families; queue reviews."""
+                 model: Path = MODEL_PATH, threshold: float = MATCH_THRESHOLD,
+                 durable_dir: Path | None = None) -> dict:
+    """Link every staged person record; keep keys stable; build families; queue reviews.
+    With durable_dir, keys and labels are restored from and saved to Parquet there, so
+    they survive a rebuild of the database itself."""
     started = time.perf_counter()
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    restored = restore_durable_tables(con, durable_dir) if durable_dir else []
     run_sql_file(con, "source_person.sql")
     imported = import_review_decisions(con, review_dir, run_id)
     summary = link_records(con, model, threshold)
@@ -151,12 +186,14 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
     t = time.perf_counter()
     families = build_families(con, run_id)
     seconds = dict(summary.seconds, families=time.perf_counter() - t, total=time.perf_counter() - started)
+    if durable_dir:
+        save_durable_tables(con, durable_dir)
     record_metrics(con, run_id, {
         "scored_pairs": summary.scored_pairs, "deterministic_edges": summary.deterministic_edges,
         "review_decisions_imported": imported["decisions"], "families": families.get("families", 0),
         **{f"seconds_{k}": v for k, v in seconds.items()}})
     return {"records": summary.records, "persons": summary.clusters, "families": families.get("families"),
-            "mode": summary.mode,
+            "mode": summary.mode, "restored": restored,
             "review_queue": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0],
             "review_queue_csv": str(queue), "decisions_imported": imported, "seconds": seconds}
 

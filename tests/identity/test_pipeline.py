@@ -180,3 +180,23 @@ def test_persons_match_the_small_citys_truth(built, small_city):
     assert result["twin_merges"] == 0, result["twin_merge_examples"]
     assert result["records"]["duplicated_in_prediction"] == 0
     assert result["records"]["not_in_truth"] == 0
+
+
+def test_keys_survive_a_rebuild_of_the_database_from_scratch(small_city, tmp_path):
+    """The registries are saved as Parquet beside the database: a fresh database (the
+    staged drops restored, identity linked anew) gives every record its old key and
+    records no new person events."""
+    city, _summary = small_city
+    durable = tmp_path / "identity"
+    first, second = tmp_path / "first.duckdb", tmp_path / "second.duckdb"
+    with duckdb.connect(str(first)) as con:
+        ingest(con, city / "landing", tmp_path / "staged")
+        run_identity(con, "run-1", tmp_path / "review", durable_dir=durable)
+        before = keys(con)
+    assert (durable / "person_registry.parquet").exists()
+    with duckdb.connect(str(second)) as con:
+        ingest(con, city / "landing", tmp_path / "staged")
+        result = run_identity(con, "run-2", tmp_path / "review", durable_dir=durable)
+        assert "person_registry" in result["restored"]
+        assert keys(con) == before
+        assert con.execute("SELECT count(*) FROM identity.link_event WHERE run_id = 'run-2'").fetchall()[0][0] == 0
