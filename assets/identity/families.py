@@ -117,21 +117,36 @@ def _bind_sources(con) -> None:
 
 def _components(con, groups: str, out: str) -> None:
     """Connected components of fam_nodes joined through shared groups: out(person_key, comp),
-    comp being the smallest person_key of the component (temporary; never published)."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT person_key, person_key AS comp FROM fam_nodes")
+    comp being the smallest person_key of the component (temporary; never published).
+
+    Label propagation on integer ids: people are numbered in person_key order (so the
+    smallest id is the smallest person_key) and groups by dense rank; each round gives every
+    group the smallest label of its people and every person the smallest label of its
+    groups. Only people in some group take part; the others are components of their own.
+    Labels never grow, so a round that leaves their sum unchanged changed nothing."""
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_cc_node AS "
+                "SELECT person_key, CAST(row_number() OVER (ORDER BY person_key) AS INTEGER) AS id FROM fam_nodes")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE fam_cc_edge AS
+        SELECT DISTINCT n.id, CAST(dense_rank() OVER (ORDER BY m.group_id) AS INTEGER) AS g
+        FROM {groups} m JOIN fam_cc_node n USING (person_key) WHERE m.group_id IS NOT NULL""")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_cc_label AS SELECT DISTINCT id, id AS comp FROM fam_cc_edge")
+    total = _count(con, "SELECT coalesce(sum(CAST(comp AS BIGINT)), 0) FROM fam_cc_label")
     while True:
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE fam_next AS
-            WITH g AS (SELECT m.group_id, min(l.comp) AS comp FROM {groups} m JOIN {out} l USING (person_key)
-                       GROUP BY m.group_id),
-                 p AS (SELECT m.person_key, min(g.comp) AS comp FROM {groups} m JOIN g USING (group_id)
-                       GROUP BY m.person_key)
-            SELECT l.person_key, least(l.comp, coalesce(p.comp, l.comp)) AS comp
-            FROM {out} l LEFT JOIN p USING (person_key)""")
-        changed = _count(con, f"SELECT count(*) FROM fam_next n JOIN {out} l USING (person_key) WHERE n.comp <> l.comp")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT * FROM fam_next")
-        if not changed:
-            return
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE fam_cc_next AS
+            WITH g AS (SELECT e.g, min(l.comp) AS comp FROM fam_cc_edge e JOIN fam_cc_label l USING (id) GROUP BY e.g)
+            SELECT e.id, min(g.comp) AS comp FROM fam_cc_edge e JOIN g USING (g) GROUP BY e.id""")
+        con.execute("DROP TABLE fam_cc_label")
+        con.execute("ALTER TABLE fam_cc_next RENAME TO fam_cc_label")
+        now = _count(con, "SELECT coalesce(sum(CAST(comp AS BIGINT)), 0) FROM fam_cc_label")
+        if now == total:
+            break
+        total = now
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE {out} AS
+        SELECT n.person_key, coalesce(c.person_key, n.person_key) AS comp
+        FROM fam_cc_node n LEFT JOIN fam_cc_label l USING (id) LEFT JOIN fam_cc_node c ON c.id = l.comp""")
 
 
 def _run(con, name: str) -> None:

@@ -23,18 +23,25 @@
 -- fam_co_group (temporary): the extra memberships this adds, as (person_key, group_id).
 
 CREATE OR REPLACE TEMP TABLE fam_cores AS
-SELECT a.person_key AS p, b.person_key AS q, a.address_key,
-       greatest(a.valid_from, b.valid_from) AS valid_from,
-       CASE WHEN a.valid_to IS NULL THEN b.valid_to WHEN b.valid_to IS NULL THEN a.valid_to
-            ELSE least(a.valid_to, b.valid_to) END AS valid_to
-FROM fam_res_spell a
-JOIN fam_res_spell b ON b.address_key = a.address_key AND b.spell_no = a.spell_no AND b.person_key <> a.person_key
- AND a.valid_from < coalesce(b.valid_to, fam_inf()) AND b.valid_from < coalesce(a.valid_to, fam_inf())
-JOIN fam_spell s ON s.address_key = a.address_key AND s.spell_no = a.spell_no
-WHERE NOT s.is_crowded
-  AND ((a.address_basis <> 'flat matched at postcode' AND b.address_basis <> 'flat matched at postcode')
-       OR EXISTS (SELECT 1 FROM fam_evidence ea JOIN fam_evidence eb USING (group_id)
-                  WHERE ea.person_key = a.person_key AND eb.person_key = b.person_key));
+WITH res AS (
+    SELECT r.*, r.address_basis = 'flat matched at postcode' AS weak
+    FROM fam_res_spell r JOIN fam_spell s USING (address_key, spell_no)
+    WHERE NOT s.is_crowded
+),
+pairs AS (  -- the test for a recorded relationship runs only on pairs with a weak address
+    SELECT a.person_key AS p, b.person_key AS q, a.address_key, a.weak OR b.weak AS weak,
+           greatest(a.valid_from, b.valid_from) AS valid_from,
+           CASE WHEN a.valid_to IS NULL THEN b.valid_to WHEN b.valid_to IS NULL THEN a.valid_to
+                ELSE least(a.valid_to, b.valid_to) END AS valid_to
+    FROM res a
+    JOIN res b ON b.address_key = a.address_key AND b.spell_no = a.spell_no AND b.person_key <> a.person_key
+     AND a.valid_from < coalesce(b.valid_to, fam_inf()) AND b.valid_from < coalesce(a.valid_to, fam_inf())
+)
+SELECT p, q, address_key, valid_from, valid_to FROM pairs WHERE NOT weak
+UNION ALL
+SELECT p, q, address_key, valid_from, valid_to FROM pairs
+WHERE weak AND EXISTS (SELECT 1 FROM fam_evidence ea JOIN fam_evidence eb USING (group_id)
+                       WHERE ea.person_key = pairs.p AND eb.person_key = pairs.q);
 
 CREATE OR REPLACE TEMP TABLE fam_comp1_size AS SELECT comp, count(*) AS n FROM fam_comp1 GROUP BY comp;
 

@@ -53,9 +53,14 @@ rel AS (
 screl AS (
     SELECT 'screl:' || rel.rel_person_id || '>' || rel.rel_related_person_id || ':' || rel.rel_type || ':'
              || coalesce(CAST(rel.valid_from AS VARCHAR), ''),
-           sc.person_key, 'social_care ' || rel.rel_type,
+           rel.person_key, 'social_care ' || rel.rel_type,
            rel.rel_type IN ('MOTHER', 'SIBLING', 'HALF_SIBLING', 'CARER'), rel.valid_from, rel.valid_to
-    FROM rel JOIN sc ON sc.record_id IN (rel.rel_person_id, rel.rel_related_person_id)
+    FROM (  -- each side of the relationship by an equi-join (an IN or OR join is a slow nested loop)
+        SELECT rel.*, sc.person_key FROM rel JOIN sc ON sc.record_id = rel.rel_person_id
+        UNION ALL
+        SELECT rel.*, sc.person_key FROM rel JOIN sc ON sc.record_id = rel.rel_related_person_id
+        WHERE rel.rel_person_id IS DISTINCT FROM rel.rel_related_person_id
+    ) rel
 ),
 rp AS (
     SELECT r.related_person_id, r.patient_id, r.relationship,
@@ -64,14 +69,17 @@ rp AS (
 ),
 born AS (SELECT patient_id, min(birth_date) AS birth_date FROM fam_src_hl_patients GROUP BY patient_id),
 hrel AS (
-    SELECT 'rp:' || rp.related_person_id || ':' || rp.relationship, pr.person_key,
+    SELECT 'rp:' || rp.related_person_id || ':' || rp.relationship, rp.person_key,
            'health RelatedPerson ' || rp.relationship, rp.relationship IN ('MTH', 'GRD'),
            least(rp.seen_from, coalesce(born.birth_date, rp.seen_from)),
            CASE WHEN rp.relationship = 'GRD' THEN rp.valid_to END
-    FROM rp LEFT JOIN born USING (patient_id)
-    JOIN pr ON pr.system = 'health'
-           AND ((pr.table_name = 'RelatedPerson' AND pr.record_id = rp.related_person_id)
-             OR (pr.table_name = 'Patient' AND pr.record_id = rp.patient_id))
+    FROM (  -- the adult's record and the child's record, each by an equi-join
+        SELECT rp.*, pr.person_key FROM rp
+        JOIN pr ON pr.system = 'health' AND pr.table_name = 'RelatedPerson' AND pr.record_id = rp.related_person_id
+        UNION ALL
+        SELECT rp.*, pr.person_key FROM rp
+        JOIN pr ON pr.system = 'health' AND pr.table_name = 'Patient' AND pr.record_id = rp.patient_id
+    ) rp LEFT JOIN born USING (patient_id)
 )
 SELECT * FROM (SELECT * FROM eh UNION ALL SELECT * FROM scf UNION ALL SELECT * FROM screl UNION ALL SELECT * FROM hrel)
 WHERE valid_from < coalesce(valid_to, fam_inf());

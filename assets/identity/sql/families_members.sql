@@ -8,7 +8,8 @@
 -- member (co-residence). Periods that overlap or touch make one spell; valid_to is NULL
 -- while open. evidence lists the sources behind the spell. role is the person's role
 -- (fam_role). A person with no evidence at all is a family of one with NULL dates and
--- evidence 'no relationship or co-residence found'.
+-- evidence 'no relationship or co-residence found'. (fam_interval keeps each distinct
+-- period once: repeating a period changes no spell, date or evidence list.)
 --
 -- identity.family: one row per family_key in this run: first_seen_run / last_seen_run
 -- from identity.family_registry, members, children, adults and current members (an open
@@ -22,10 +23,10 @@ whole AS (  -- evidence groups all of whose people are in one family
     FROM fam_evidence e JOIN fk USING (person_key)
     GROUP BY e.group_id HAVING count(DISTINCT fk.family_key) = 1
 )
-SELECT w.family_key, e.person_key, e.evidence, e.valid_from, e.valid_to
+SELECT DISTINCT w.family_key, e.person_key, e.evidence, e.valid_from, e.valid_to
 FROM fam_evidence e JOIN whole w USING (group_id)
 UNION ALL
-SELECT fp.family_key, c.p, 'co-residence', c.valid_from, c.valid_to
+SELECT DISTINCT fp.family_key, c.p, 'co-residence', c.valid_from, c.valid_to
 FROM fam_cores c JOIN fk fp ON fp.person_key = c.p JOIN fk fq ON fq.person_key = c.q
 WHERE fp.family_key = fq.family_key;
 
