@@ -15,13 +15,15 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from assets.identity.assets import identity_checks, identity_persons
+from assets.checks import identity_quality, staging_quality
+from assets.identity.assets import identity_persons
 from assets.staging import drop_partitions, staging_checks
 from pipelines.resources import Warehouse
 from pipelines.sensors import ASSET_OF
 from sources.drops import SYSTEMS, find_drops
 
-CHECK_OF = {next(iter(check.check_keys)).asset_key.path[-1]: check for check in staging_checks}
+CHECKS_OF = {system: [c for c in [*staging_checks, *staging_quality]
+                      if next(iter(c.check_keys)).asset_key.path == ["staging", system]] for system in SYSTEMS}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -67,14 +69,14 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
         instance.add_dynamic_partitions(name, [d.partition for d in drops if d.partition not in known])
         keys = instance.get_dynamic_partitions(name)
         result = dg.materialize(
-            [ASSET_OF[system], CHECK_OF[system]], instance=instance, resources={"warehouse": warehouse}, raise_on_error=False,
+            [ASSET_OF[system], *CHECKS_OF[system]], instance=instance, resources={"warehouse": warehouse}, raise_on_error=False,
             run_config=QUIET,
             tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1],
                   "earlyhelp/command": "build"})
         runs[system] = result.success
     identity = None
     if runs and all(runs.values()):
-        result = dg.materialize([identity_persons, *identity_checks], instance=instance,
+        result = dg.materialize([identity_persons, *identity_quality], instance=instance,
                                 resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
                                 tags={"earlyhelp/command": "build"})
         runs["identity"] = result.success

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from assets.identity.assets import identity_assets, identity_checks
+from assets.checks import identity_quality, staging_quality
+from assets.identity.assets import identity_assets
 from assets.staging import staging_assets, staging_checks
 from assets.synthetic import synthetic_city
 from pipelines.resources import Warehouse
@@ -12,7 +13,7 @@ synthetic_city_job = dg.define_asset_job("synthetic_city_job", selection=[synthe
 
 defs = dg.Definitions(
     assets=[synthetic_city, *staging_assets, *identity_assets],
-    asset_checks=[*staging_checks, *identity_checks],
+    asset_checks=[*staging_checks, *staging_quality, *identity_quality],
     jobs=[synthetic_city_job],
     sensors=[new_drop_sensor],
     schedules=cadence_schedules,

@@ -14,7 +14,10 @@ def test_definitions_load_with_the_expected_asset_keys():
     assert keys == {"synthetic_city", "identity/persons"} | {
         f"staging/{s}" for s in ("education", "health", "social_care", "early_help", "mash", "reference")}
     checks = {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys}
-    assert ("identity/persons", "one_identifier_per_person") in checks
+    assert {("identity/persons", "identity_constraints"), ("identity/persons", "identity_coverage")} <= checks
+    for system in ("education", "health", "social_care", "early_help", "mash", "reference"):
+        assert {(f"staging/{system}", name) for name in
+                ("contract_expectations", "reconciliation", "identifier_validity", "freshness")} <= checks
     assert repo.get_job("synthetic_city_job")
     assert {s.name for s in repo.schedule_defs} == {f"{s}_cadence" for s in
                                                     ("education", "health", "social_care", "early_help", "mash", "reference")}

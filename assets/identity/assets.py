@@ -2,7 +2,8 @@
 
 One asset, `identity/persons`, downstream of every staging asset: it links all staged
 person records, keeps person and family keys stable, and refreshes the review queue.
-Its blocking check stops publishing when a person holds two NHS numbers or two UPNs.
+Its blocking check (assets/checks.py: identity_quality) stops publishing when a person
+holds two NHS numbers or two UPNs, or identity quality falls below its thresholds.
 """
 
 import dagster as dg
@@ -35,25 +36,4 @@ def identity_persons(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
     })
 
 
-@dg.asset_check(asset=identity_persons, name="one_identifier_per_person", blocking=True,
-                description="No person holds two different NHS numbers or two different UPNs "
-                            "(a former UPN of the same pupil is allowed).")
-def one_identifier_per_person(warehouse: Warehouse) -> dg.AssetCheckResult:
-    with warehouse.connect() as con:
-        nhs, upn = con.sql("""
-            WITH per_person AS (
-                SELECT p.person_key, count(DISTINCT s.nhs_number) AS nhs,
-                       count(DISTINCT s.upn) FILTER (WHERE s.upn NOT IN (
-                           SELECT former_upn FROM identity.standardised_record x
-                           WHERE x.former_upn IS NOT NULL)) AS upn
-                FROM identity.person_record p JOIN identity.standardised_record s USING (record_key)
-                GROUP BY 1
-            )
-            SELECT count(*) FILTER (WHERE nhs > 1), count(*) FILTER (WHERE upn > 1) FROM per_person
-        """).fetchall()[0]
-    return dg.AssetCheckResult(passed=nhs == 0 and upn == 0,
-                               metadata={"persons_with_two_nhs_numbers": nhs, "persons_with_two_upns": upn})
-
-
 identity_assets = [identity_persons]
-identity_checks = [one_identifier_per_person]

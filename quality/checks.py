@@ -1,0 +1,163 @@
+"""Quality checks as plain functions over the build database: each returns an Outcome.
+
+Dagster asset checks (assets/checks.py) are thin wrappers that call these, record the
+result in audit.check_result and report it to the UI. Thresholds come from
+thresholds.yaml, never from here.
+"""
+
+import duckdb
+
+from .audit import Outcome, ensure_audit
+
+IDENTIFIER_COLUMNS = {  # staged tables holding NHS numbers or UPNs, and their columns
+    "early_help__family_members": ["NHS_NO", "UPN"],
+    "education__pupils": ["UPN"],
+    "health__patient_identifiers": ["nhs_number"],
+    "health__related_persons": ["nhs_number"],
+    "mash__contacts": ["child_nhs_number", "child_upn"],
+    "social_care__ssd_person": ["pers_common_child_id", "pers_upn"],
+}
+
+
+def reconciliation(con: duckdb.DuckDBPyConnection, system: str) -> Outcome:
+    """Every staged file balances: delivered = staged + quarantined."""
+    rows = con.execute("""
+        SELECT extract_date::VARCHAR, file_name, delivered_rows, staged_rows, quarantined_rows
+        FROM audit.drop_file_loaded
+        WHERE system = ? AND delivered_rows <> staged_rows + quarantined_rows
+    """, [system]).fetchall()
+    files = con.execute("SELECT count(*) FROM audit.drop_file_loaded WHERE system = ?", [system]).fetchall()[0][0]
+    return Outcome(passed=not rows, observed={"files": files, "unbalanced": len(rows)},
+                   expected="delivered = staged + quarantined for every file", failing_rows=len(rows),
+                   sample=[dict(zip(("extract_date", "file", "delivered", "staged", "quarantined"), r)) for r in rows])
+
+
+def invalid_identifiers(con: duckdb.DuckDBPyConnection, system: str, max_share: float, min_values: int) -> Outcome:
+    """Per drop and identifier column: the share of values that failed their check
+    (moved to <column>_flagged) stays under max_share."""
+    found = []
+    for table, columns in IDENTIFIER_COLUMNS.items():
+        if not table.startswith(system + "__"):
+            continue
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
+                             "AND table_name = ?", [table]).fetchall()[0][0]
+        if not exists:
+            continue
+        for column in columns:
+            found += con.execute(f"""
+                SELECT '{table}', '{column}', extract_date::VARCHAR,
+                       count("{column}") + count("{column}_flagged") AS values_seen,
+                       count("{column}_flagged") AS invalid
+                FROM staging.{table} GROUP BY extract_date
+            """).fetchall()
+    judged = [r for r in found if r[3] >= min_values]
+    failing = [r for r in judged if r[4] / r[3] > max_share]
+    worst = max((r[4] / r[3] for r in judged), default=0.0)
+    return Outcome(passed=not failing, observed={"worst_invalid_share": round(worst, 4), "drops_judged": len(judged)},
+                   expected={"max_invalid_share": max_share}, failing_rows=sum(r[4] for r in failing),
+                   sample=[dict(zip(("table", "column", "extract_date", "values", "invalid"), r)) for r in failing])
+
+
+def freshness(con: duckdb.DuckDBPyConnection, system: str, max_days_behind: int) -> Outcome:
+    """The system's newest staged drop is at most max_days_behind the newest drop of any system."""
+    newest, overall = con.execute("""
+        SELECT max(extract_date) FILTER (WHERE system = ?), max(extract_date)
+        FROM audit.drop_loaded
+    """, [system]).fetchall()[0]
+    behind = None if newest is None else (overall - newest).days
+    return Outcome(passed=behind is not None and behind <= max_days_behind,
+                   observed={"newest_drop": str(newest), "days_behind": behind},
+                   expected={"max_days_behind": max_days_behind})
+
+
+def identity_constraints(con: duckdb.DuckDBPyConnection, limits: dict) -> Outcome:
+    """No person holds two NHS numbers or two UPNs (a pupil's former UPN is the same
+    child), and the review queue stays a manageable share of the records."""
+    two_nhs, two_upn, records, queue = con.execute("""
+        WITH per_person AS (
+            SELECT p.person_key, count(DISTINCT s.nhs_number) AS nhs,
+                   count(DISTINCT coalesce(f.upn, s.upn)) AS upn
+            FROM identity.person_record p
+            JOIN identity.standardised_record s USING (record_key)
+            LEFT JOIN (SELECT DISTINCT former_upn AS former, upn FROM identity.standardised_record
+                       WHERE former_upn IS NOT NULL AND upn IS NOT NULL) f ON f.former = s.upn
+            GROUP BY 1)
+        SELECT count(*) FILTER (WHERE nhs > 1), count(*) FILTER (WHERE upn > 1),
+               (SELECT count(*) FROM identity.person_record), (SELECT count(*) FROM identity.review_queue)
+        FROM per_person
+    """).fetchall()[0]
+    share = queue / records if records else 0.0
+    failures = []
+    if two_nhs > limits["max_persons_with_two_nhs_numbers"]:
+        failures.append(f"{two_nhs} persons hold two NHS numbers")
+    if two_upn > limits["max_persons_with_two_upns"]:
+        failures.append(f"{two_upn} persons hold two UPNs")
+    if share > limits["max_review_queue_share"]:
+        failures.append(f"the review queue is {share:.1%} of records")
+    return Outcome(passed=not failures,
+                   observed={"persons_with_two_nhs_numbers": two_nhs, "persons_with_two_upns": two_upn,
+                             "review_queue_pairs": queue, "review_queue_share": round(share, 4)},
+                   expected={k: v for k, v in limits.items() if k != "severity"},
+                   failing_rows=two_nhs + two_upn, sample=failures)
+
+
+def identity_coverage(con: duckdb.DuckDBPyConnection, limits: dict) -> Outcome:
+    """Match rate per system (share of its records whose person is known to another
+    system) and NHS number coverage, against minimums."""
+    match = dict(con.execute("""
+        SELECT s.system, avg((m.system_count > 1)::INT)
+        FROM identity.person_record p JOIN identity.person m USING (person_key)
+        JOIN identity.standardised_record s USING (record_key) GROUP BY 1
+    """).fetchall())
+    coverage = dict(con.execute("SELECT system, avg((nhs_number IS NOT NULL)::INT) "
+                                "FROM identity.standardised_record GROUP BY 1").fetchall())
+    failures = [f"{s} match rate {match[s]:.1%} below {m:.0%}"
+                for s, m in limits["min_match_rate"].items() if s in match and match[s] < m]
+    failures += [f"{s} NHS coverage {coverage[s]:.1%} below {m:.0%}"
+                 for s, m in limits["min_nhs_coverage"].items() if s in coverage and coverage[s] < m]
+    return Outcome(passed=not failures,
+                   observed={"match_rate": {k: round(v, 4) for k, v in match.items()},
+                             "nhs_coverage": {k: round(v, 4) for k, v in coverage.items()}},
+                   expected={k: v for k, v in limits.items() if k != "severity"},
+                   failing_rows=len(failures), sample=failures)
+
+
+def profile_table(con: duckdb.DuckDBPyConnection, run_id: str, table: str, coded_columns: list[str]) -> None:
+    """Row count, null share per column and code shares of coded columns -> audit.table_profile."""
+    ensure_audit(con)
+    columns = [c for c in con.sql(f"SELECT * FROM {table} LIMIT 0").columns]
+    nulls = ", ".join(f'avg(("{c}" IS NULL)::INT)' for c in columns)
+    total, *shares = con.sql(f"SELECT count(*), {nulls} FROM {table}").fetchall()[0]
+    rows = [(run_id, table, None, "row_count", None, float(total))]
+    rows += [(run_id, table, c, "null_share", None, float(s or 0)) for c, s in zip(columns, shares)]
+    for column in coded_columns:
+        rows += [(run_id, table, column, "code_share", str(code), float(share)) for code, share in con.sql(
+            f'SELECT "{column}", count(*) / sum(count(*)) OVER () FROM {table} GROUP BY 1').fetchall()]
+    con.executemany("INSERT INTO audit.table_profile VALUES (?, ?, ?, ?, ?, ?, now())", rows)
+
+
+def drift(con: duckdb.DuckDBPyConnection, run_id: str, table: str, limits: dict) -> Outcome:
+    """This run's profile of a table against the previous run's: row count, null shares
+    and code shares must not move more than the limits (thresholds.yaml: drift)."""
+    previous = con.execute("""
+        SELECT run_id FROM audit.table_profile WHERE table_name = ? AND run_id <> ?
+        GROUP BY run_id ORDER BY max(profiled_at) DESC LIMIT 1
+    """, [table, run_id]).fetchall()
+    if not previous:
+        return Outcome(passed=True, observed="no earlier run to compare with", expected=limits)
+    moved = con.execute("""
+        WITH now AS (SELECT * FROM audit.table_profile WHERE run_id = $run AND table_name = $table),
+        before AS (SELECT * FROM audit.table_profile WHERE run_id = $prev AND table_name = $table)
+        SELECT coalesce(n.metric, b.metric) AS metric, coalesce(n.column_name, b.column_name) AS column_name,
+               coalesce(n.code, b.code) AS code, b.value AS before, n.value AS now
+        FROM now n FULL JOIN before b USING (metric, column_name, code)
+        WHERE CASE coalesce(n.metric, b.metric)
+                WHEN 'row_count' THEN abs(coalesce(n.value, 0) - coalesce(b.value, 0))
+                                      / greatest(coalesce(b.value, 0), 1) > $rows
+                WHEN 'null_share' THEN abs(coalesce(n.value, 0) - coalesce(b.value, 0)) > $nulls
+                ELSE abs(coalesce(n.value, 0) - coalesce(b.value, 0)) > $codes END
+    """, {"run": run_id, "prev": previous[0][0], "table": table, "rows": limits["max_row_count_change"],
+          "nulls": limits["max_null_rate_change"], "codes": limits["max_code_share_change"]}).fetchall()
+    return Outcome(passed=not moved, observed={"compared_with_run": previous[0][0], "moved": len(moved)},
+                   expected={k: v for k, v in limits.items() if k.startswith("max_")}, failing_rows=len(moved),
+                   sample=[dict(zip(("metric", "column", "code", "before", "now"), m)) for m in moved])
