@@ -51,7 +51,8 @@ spells AS (
 rows AS (
     SELECT family_key, person_key, min(valid_from) AS valid_from,
            CASE WHEN bool_or(valid_to IS NULL) THEN NULL ELSE max(valid_to) END AS valid_to,
-           string_agg(DISTINCT evidence, '; ' ORDER BY evidence) AS evidence
+           CASE WHEN count(evidence) > 0  -- string_agg(DISTINCT evidence, '; ' ORDER BY evidence), faster
+                THEN array_to_string(list_sort(list_distinct(list(evidence))), '; ') END AS evidence
     FROM spells GROUP BY family_key, person_key, spell_no
     UNION ALL
     SELECT fk.family_key, fk.person_key, NULL, NULL, 'no relationship or co-residence found'

@@ -73,9 +73,9 @@ eh_member AS (
 ),
 rows AS (
     SELECT pr.person_key, 'social_care ssd_address' AS source, fam_uprn(a.addr_address_json->>'UPRN') AS uprn,
-           fam_pc(a.addr_address_postcode) AS postcode,
-           fam_line(concat_ws(' ', nullif(a.addr_address_json->>'FLAT', ''), a.addr_address_json->>'HOUSE',
-                              a.addr_address_json->>'STREET'), NULL) AS line,
+           a.addr_address_postcode AS pc_raw,
+           concat_ws(' ', nullif(a.addr_address_json->>'FLAT', ''), a.addr_address_json->>'HOUSE',
+                     a.addr_address_json->>'STREET') AS l1, CAST(NULL AS VARCHAR) AS l2,
            coalesce(a.addr_address_start_date, min(a.valid_from)) AS valid_from,
            max_by({'to': coalesce(a.addr_address_end_date, a.valid_to)}, a.valid_from)['to'] AS valid_to
     FROM fam_src_sc_address a
@@ -84,33 +84,39 @@ rows AS (
              a.addr_address_json->>'FLAT', a.addr_address_json->>'HOUSE', a.addr_address_json->>'STREET',
              a.addr_address_postcode, a.addr_address_start_date
     UNION ALL
-    SELECT pr.person_key, 'health Patient address', NULL, fam_pc(a.postcode), fam_line(a.line1, a.line2),
+    SELECT pr.person_key, 'health Patient address', NULL, a.postcode, a.line1, a.line2,
            coalesce(a.period_start, min(a.valid_from)),
            max_by({'to': coalesce(a.period_end, a.valid_to)}, a.valid_from)['to']
     FROM fam_src_hl_patient_addresses a
     JOIN pr ON pr.system = 'health' AND pr.table_name = 'Patient' AND pr.record_id = a.patient_id
     GROUP BY pr.person_key, a.patient_id, a.address_index, a.line1, a.line2, a.postcode, a.period_start
     UNION ALL
-    SELECT pr.person_key, 'health RelatedPerson address', NULL, fam_pc(r.postcode), fam_line(r.line1, NULL),
+    SELECT pr.person_key, 'health RelatedPerson address', NULL, r.postcode, r.line1, NULL,
            min(r.valid_from), max_by({'to': r.valid_to}, r.valid_from)['to']
     FROM fam_src_hl_related_persons r
     JOIN pr ON pr.system = 'health' AND pr.table_name = 'RelatedPerson' AND pr.record_id = r.related_person_id
     GROUP BY pr.person_key, r.related_person_id, r.line1, r.postcode
     UNION ALL
-    SELECT pr.person_key, 'education pupils', fam_uprn(p.UPRN), fam_pc(p.Postcode), fam_line(p.AddressLine1, p.AddressLine2),
+    SELECT pr.person_key, 'education pupils', fam_uprn(p.UPRN), p.Postcode, p.AddressLine1, p.AddressLine2,
            min(p.valid_from), max_by({'to': p.valid_to}, p.valid_from)['to']
     FROM fam_src_ed_pupils p
     JOIN pr ON pr.system = 'education' AND pr.table_name = 'pupils' AND pr.record_id = p.ONEPupilID
     GROUP BY pr.person_key, p.ONEPupilID, p.UPRN, p.Postcode, p.AddressLine1, p.AddressLine2
     UNION ALL
-    SELECT pr.person_key, 'early_help FAMILIES', fam_uprn(f.UPRN), fam_pc(f.POSTCODE), fam_line(f.ADDRESS_1, f.ADDRESS_2),
+    SELECT pr.person_key, 'early_help FAMILIES', fam_uprn(f.UPRN), f.POSTCODE, f.ADDRESS_1, f.ADDRESS_2,
            greatest(m.m_from, coalesce(f.addr_from, m.m_from)),
            CASE WHEN m.m_to IS NULL THEN f.addr_to WHEN f.addr_to IS NULL THEN m.m_to ELSE least(m.m_to, f.addr_to) END
     FROM eh_member m JOIN eh_addr f USING (FAMILY_ID)
     JOIN pr ON pr.system = 'early_help' AND pr.table_name = 'FAMILY_MEMBERS' AND pr.record_id = m.PERSON_ID
-)
-SELECT * FROM rows
-WHERE valid_from IS NOT NULL AND valid_from < coalesce(valid_to, fam_inf());
+),
+kept AS (SELECT * FROM rows WHERE valid_from IS NOT NULL AND valid_from < coalesce(valid_to, fam_inf())),
+-- the regular expressions run once per distinct postcode and address line, not per row
+pcs AS (SELECT pc_raw, fam_pc(pc_raw) AS postcode FROM (SELECT DISTINCT pc_raw FROM kept)),
+lines AS (SELECT l1, l2, fam_line(l1, l2) AS line FROM (SELECT DISTINCT l1, l2 FROM kept))
+SELECT k.person_key, k.source, k.uprn, p.postcode, l.line, k.valid_from, k.valid_to
+FROM kept k
+JOIN pcs p ON p.pc_raw IS NOT DISTINCT FROM k.pc_raw
+JOIN lines l ON l.l1 IS NOT DISTINCT FROM k.l1 AND l.l2 IS NOT DISTINCT FROM k.l2;
 
 CREATE OR REPLACE TEMP TABLE fam_residence AS
 WITH lookup AS (  -- postcode + line -> UPRN, only where every source that gave both agrees
@@ -202,7 +208,7 @@ SELECT k.household_key, r.person_key,
        min(r.uprn) AS uprn, mode(r.postcode ORDER BY r.postcode) AS postcode,
        min(r.valid_from) AS valid_from,
        CASE WHEN bool_or(r.valid_to IS NULL) THEN NULL ELSE max(r.valid_to) END AS valid_to,
-       string_agg(DISTINCT r.source, '; ' ORDER BY r.source) AS evidence,
+       array_to_string(list_sort(list_distinct(list(r.source))), '; ') AS evidence,  -- source is never NULL
        any_value(k.people) AS household_people, any_value(k.is_crowded) AS is_crowded
 FROM fam_res_spell r JOIN fam_spell_key k USING (address_key, spell_no)
 GROUP BY k.household_key, r.person_key;
