@@ -10,11 +10,13 @@ from quality import checks
 from quality.audit import Outcome, record_check, thresholds
 from sources.drops import SYSTEMS
 
+BUILD_TAG = "earlyhelp/build_id"
 SEVERITY = {"blocking": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN}
 
 
 def report(context, warehouse_con, asset: str, name: str, severity: str, outcome: Outcome) -> dg.AssetCheckResult:
-    record_check(warehouse_con, context.run.run_id, asset, name, severity, outcome)
+    record_check(warehouse_con, context.run.run_id, asset, name, severity, outcome,
+                 build_id=context.run.tags.get(BUILD_TAG))
     return dg.AssetCheckResult(
         passed=bool(outcome.passed), severity=SEVERITY[severity],
         metadata={"observed": dg.MetadataValue.json(outcome.observed),

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
-from assets.checks import identity_quality, staging_quality
+from assets.checks import BUILD_TAG, identity_quality, staging_quality
 from assets.identity.assets import identity_persons
 from assets.staging import drop_partitions, staging_checks
 from pipelines.resources import Warehouse
 from pipelines.sensors import ASSET_OF
+from quality.audit import finish_run, start_run, summarise_quarantine
+from quality.report import write_quality_report
 from sources.drops import SYSTEMS, find_drops
 
 CHECKS_OF = {system: [c for c in [*staging_checks, *staging_quality]
@@ -53,35 +56,47 @@ def dagster_instance(home: Path) -> dg.DagsterInstance:
 
 def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
     """Stage every drop, then link identity. With a truth folder (synthetic cities only),
-    score identity against it and keep the figures in audit.identity_evaluation."""
+    score identity against it and keep the figures in audit.identity_evaluation. Every
+    build is a row of audit.run, and ends with the quality report under HOME/reports."""
     landing, home = Path(landing).resolve(), Path(home).resolve()
     if not landing.is_dir():
         raise FileNotFoundError(f"no landing folder at {landing}")
     warehouse = Warehouse(home=str(home), landing=str(landing))
     instance = dagster_instance(home)
-    runs = {}
-    for system in SYSTEMS:
-        drops = find_drops(landing, (system,))
-        if not drops:
-            continue
-        name = drop_partitions(system).name
-        known = set(instance.get_dynamic_partitions(name))
-        instance.add_dynamic_partitions(name, [d.partition for d in drops if d.partition not in known])
-        keys = instance.get_dynamic_partitions(name)
-        result = dg.materialize(
-            [ASSET_OF[system], *CHECKS_OF[system]], instance=instance, resources={"warehouse": warehouse}, raise_on_error=False,
-            run_config=QUIET,
-            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1],
-                  "earlyhelp/command": "build"})
-        runs[system] = result.success
-    identity = None
-    if runs and all(runs.values()):
-        result = dg.materialize([identity_persons, *identity_quality], instance=instance,
-                                resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
-                                tags={"earlyhelp/command": "build"})
-        runs["identity"] = result.success
-        if result.success:
-            identity = _identity_summary(warehouse, result.run_id, truth)
+    build_id = uuid.uuid4().hex
+    tags = {"earlyhelp/command": "build", BUILD_TAG: build_id}
+    with warehouse.connect() as con:
+        start_run(con, build_id, "build")
+    runs, identity = {}, None
+    try:
+        for system in SYSTEMS:
+            drops = find_drops(landing, (system,))
+            if not drops:
+                continue
+            name = drop_partitions(system).name
+            known = set(instance.get_dynamic_partitions(name))
+            instance.add_dynamic_partitions(name, [d.partition for d in drops if d.partition not in known])
+            keys = instance.get_dynamic_partitions(name)
+            result = dg.materialize(
+                [ASSET_OF[system], *CHECKS_OF[system]], instance=instance, resources={"warehouse": warehouse},
+                raise_on_error=False, run_config=QUIET,
+                tags={**tags, "dagster/asset_partition_range_start": keys[0],
+                      "dagster/asset_partition_range_end": keys[-1]})
+            runs[system] = result.success
+        if runs and all(runs.values()):
+            result = dg.materialize([identity_persons, *identity_quality], instance=instance,
+                                    resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
+                                    tags=tags)
+            runs["identity"] = result.success
+            if result.success:
+                identity = _identity_summary(warehouse, result.run_id, truth)
+    finally:
+        with warehouse.connect() as con:
+            summarise_quarantine(con, build_id)
+            ok = bool(runs) and all(runs.values())
+            finish_run(con, build_id, "success" if ok else "failed",
+                       ", ".join(s for s, r in runs.items() if not r) or None)
+            write_quality_report(con, warehouse.reports_dir)
     return BuildResult(home, runs, _summary(warehouse.build_db), identity)
 
 
@@ -139,6 +154,7 @@ def print_summary(result: BuildResult) -> None:
                   f"recall {e['pairwise']['recall']:.5f}, twin merges {e['twin_merges']}")
     elif "identity" in result.runs:
         print("identity: FAILED")
+    print(f"quality report: {result.home / 'reports' / 'quality' / 'index.html'}")
     print(f"build database: {result.home / 'warehouse' / 'build.duckdb'}")
     print(f"staged Parquet: {result.home / 'staged'}")
     print(f"Dagster:        DAGSTER_HOME={result.home / 'dagster'} dagster dev")

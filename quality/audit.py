@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS audit.run (
 CREATE TABLE IF NOT EXISTS audit.check_result (
     run_id VARCHAR, partition VARCHAR, asset VARCHAR, check_name VARCHAR, severity VARCHAR,
     passed BOOLEAN, observed VARCHAR, expected VARCHAR, failing_rows BIGINT, sample VARCHAR,
-    checked_at TIMESTAMPTZ);
+    checked_at TIMESTAMPTZ, build_id VARCHAR);
+CREATE TABLE IF NOT EXISTS audit.quarantine_summary (
+    build_id VARCHAR, system VARCHAR, rule VARCHAR, rows BIGINT, files BIGINT, recorded_at TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS audit.table_profile (
     run_id VARCHAR, table_name VARCHAR, column_name VARCHAR, metric VARCHAR, code VARCHAR,
     value DOUBLE, profiled_at TIMESTAMPTZ);
@@ -47,12 +49,36 @@ def ensure_audit(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def record_check(con: duckdb.DuckDBPyConnection, run_id: str, asset: str, check_name: str,
-                 severity: str, outcome: Outcome, partition: str | None = None) -> None:
+                 severity: str, outcome: Outcome, partition: str | None = None,
+                 build_id: str | None = None) -> None:
+    """build_id groups the several Dagster runs of one `earlyhelp build` (else the run)."""
     ensure_audit(con)
-    con.execute("INSERT INTO audit.check_result VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())", [
+    con.execute("INSERT INTO audit.check_result VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)", [
         run_id, partition, asset, check_name, severity, bool(outcome.passed),
         json.dumps(outcome.observed, default=str), json.dumps(outcome.expected, default=str),
-        int(outcome.failing_rows), json.dumps(outcome.sample[:10], default=str)])
+        int(outcome.failing_rows), json.dumps(outcome.sample[:10], default=str), build_id or run_id])
+
+
+def summarise_quarantine(con: duckdb.DuckDBPyConnection, build_id: str) -> None:
+    """What quarantine holds at the end of a build, by system and rule (append-only)."""
+    ensure_audit(con)
+    con.execute("""
+        INSERT INTO audit.quarantine_summary
+        SELECT ?, system, rule, count(*), count(DISTINCT (extract_date, file_name)), now()
+        FROM quarantine.issue GROUP BY ALL
+    """, [build_id])
+
+
+def blocking_failures(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(asset, check) of every blocking check whose latest result is a failure: publish
+    refuses to run while this is not empty."""
+    ensure_audit(con)
+    return con.sql("""
+        SELECT asset, check_name FROM audit.check_result
+        QUALIFY row_number() OVER (PARTITION BY asset, check_name ORDER BY checked_at DESC) = 1
+            AND severity = 'blocking' AND NOT passed
+        ORDER BY ALL
+    """).fetchall()
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, command: str) -> None:
