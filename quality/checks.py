@@ -150,7 +150,9 @@ def drift(con: duckdb.DuckDBPyConnection, run_id: str, table: str, limits: dict)
         before AS (SELECT * FROM audit.table_profile WHERE run_id = $prev AND table_name = $table)
         SELECT coalesce(n.metric, b.metric) AS metric, coalesce(n.column_name, b.column_name) AS column_name,
                coalesce(n.code, b.code) AS code, b.value AS before, n.value AS now
-        FROM now n FULL JOIN before b USING (metric, column_name, code)
+        FROM now n FULL JOIN before b
+          ON n.metric = b.metric AND n.column_name IS NOT DISTINCT FROM b.column_name
+         AND n.code IS NOT DISTINCT FROM b.code
         WHERE CASE coalesce(n.metric, b.metric)
                 WHEN 'row_count' THEN abs(coalesce(n.value, 0) - coalesce(b.value, 0))
                                       / greatest(coalesce(b.value, 0), 1) > $rows
