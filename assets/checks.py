@@ -54,7 +54,16 @@ def staging_quality_checks(system: str) -> list[dg.AssetChecksDefinition]:
             return report(context, con, asset.to_user_string(), "freshness", rule["severity"],
                           checks.freshness(con, system, rule["max_days_behind"][system]))
 
-    return [_reconciliation, _identifiers, _freshness]
+    @dg.asset_check(asset=asset, name="drift",
+                    description="Current rows of each history table against the previous run: row count, "
+                                "null shares and code shares within quality/thresholds.yaml (drift).")
+    def _drift(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        rule = limits["drift"]
+        with warehouse.connect() as con:
+            return report(context, con, asset.to_user_string(), "drift", rule["severity"],
+                          checks.staging_drift(con, context.run.run_id, system, rule))
+
+    return [_reconciliation, _identifiers, _freshness, _drift]
 
 
 IDENTITY = dg.AssetKey(["identity", "persons"])

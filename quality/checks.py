@@ -122,17 +122,19 @@ def identity_coverage(con: duckdb.DuckDBPyConnection, limits: dict) -> Outcome:
                    failing_rows=len(failures), sample=failures)
 
 
-def profile_table(con: duckdb.DuckDBPyConnection, run_id: str, table: str, coded_columns: list[str]) -> None:
-    """Row count, null share per column and code shares of coded columns -> audit.table_profile."""
+def profile_table(con: duckdb.DuckDBPyConnection, run_id: str, table: str, coded_columns: list[str],
+                  where: str = "true") -> None:
+    """Row count, null share per column and code shares of coded columns (of the rows
+    matching `where`) -> audit.table_profile."""
     ensure_audit(con)
     columns = [c for c in con.sql(f"SELECT * FROM {table} LIMIT 0").columns]
     nulls = ", ".join(f'avg(("{c}" IS NULL)::INT)' for c in columns)
-    total, *shares = con.sql(f"SELECT count(*), {nulls} FROM {table}").fetchall()[0]
+    total, *shares = con.sql(f"SELECT count(*), {nulls} FROM {table} WHERE {where}").fetchall()[0]
     rows = [(run_id, table, None, "row_count", None, float(total))]
     rows += [(run_id, table, c, "null_share", None, float(s or 0)) for c, s in zip(columns, shares)]
     for column in coded_columns:
         rows += [(run_id, table, column, "code_share", str(code), float(share)) for code, share in con.sql(
-            f'SELECT "{column}", count(*) / sum(count(*)) OVER () FROM {table} GROUP BY 1').fetchall()]
+            f'SELECT "{column}", count(*) / sum(count(*)) OVER () FROM {table} WHERE {where} GROUP BY 1').fetchall()]
     con.executemany("INSERT INTO audit.table_profile VALUES (?, ?, ?, ?, ?, ?, now())", rows)
 
 
@@ -163,3 +165,26 @@ def drift(con: duckdb.DuckDBPyConnection, run_id: str, table: str, limits: dict)
     return Outcome(passed=not moved, observed={"compared_with_run": previous[0][0], "moved": len(moved)},
                    expected={k: v for k, v in limits.items() if k.startswith("max_")}, failing_rows=len(moved),
                    sample=[dict(zip(("metric", "column", "code", "before", "now"), m)) for m in moved])
+
+
+def staging_drift(con: duckdb.DuckDBPyConnection, run_id: str, system: str, limits: dict) -> Outcome:
+    """Profile the current rows of each of the system's history tables (row count, null
+    shares, shares of every coded column) and compare with the previous run."""
+    from sources.contracts import load_contract
+    from sources.ingest import table_name
+
+    moved, compared = [], 0
+    for table in load_contract(system).tables:
+        name = f"history.{table_name(system, table)}"
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'history' "
+                             "AND table_name = ?", [table_name(system, table)]).fetchall()[0][0]
+        if not exists:
+            continue
+        coded = [c.name for c in table.columns if c.codes and not c.separator]
+        profile_table(con, run_id, name, coded, where="is_current")
+        outcome = drift(con, run_id, name, limits)
+        compared += 1
+        moved += [dict(m, table=name) for m in outcome.sample]
+    return Outcome(passed=not moved, observed={"tables": compared, "moved": len(moved)},
+                   expected={k: v for k, v in limits.items() if k.startswith("max_")},
+                   failing_rows=len(moved), sample=moved)

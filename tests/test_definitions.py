@@ -17,7 +17,7 @@ def test_definitions_load_with_the_expected_asset_keys():
     assert {("identity/persons", "identity_constraints"), ("identity/persons", "identity_coverage")} <= checks
     for system in ("education", "health", "social_care", "early_help", "mash", "reference"):
         assert {(f"staging/{system}", name) for name in
-                ("contract_expectations", "reconciliation", "identifier_validity", "freshness")} <= checks
+                ("contract_expectations", "reconciliation", "identifier_validity", "freshness", "drift")} <= checks
     assert repo.get_job("synthetic_city_job")
     assert {s.name for s in repo.schedule_defs} == {f"{s}_cadence" for s in
                                                     ("education", "health", "social_care", "early_help", "mash", "reference")}
