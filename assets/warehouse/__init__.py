@@ -1,0 +1,1 @@
+"""The warehouse: the conformed model (schema `model`) built from staged history and identity."""

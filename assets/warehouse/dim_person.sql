@@ -1,0 +1,74 @@
+-- model.dim_person: one row per person_key (every person identity found, children and the
+-- adults around them), with no name, identifier or exact birth date.
+-- Grain: person_key.
+--   family_key       the person's current family (identity.family_member), else the last one
+--   birth_month      first day of the month of birth; birth_year its year
+--   sex              M / F / U (unknown or other)
+--   ethnicity_code   one CBDS code per person: the most trusted known value (education, then
+--                    social care, then health, then early help; a record still delivered
+--                    before one the source dropped, then the newest). When no system knows it,
+--                    the not-known code recorded (REFU refused, NOBT not obtained/not stated),
+--                    or NULL when no system recorded anything. Mapping: model.ref_ethnicity.
+--   ethnicity_group  White / Mixed / Asian / Black / Chinese / Other / Not known
+--   district, lsoa, imd_decile   from the person's postcode (identity.person) in the
+--                    reference postcodes; NULL when the postcode is unknown or outside them
+--   is_child         under 18 on the build's as-of date (the newest extract date); when the
+--                    birth date is unknown, whether any system records them as a child
+CREATE OR REPLACE TABLE model.dim_person AS
+WITH ethnicity_record AS (
+    SELECT 'education' AS system, 'pupils' AS table_name, ONEPupilID AS record_id, valid_from,
+           'cbds' AS scheme, upper(trim(Ethnicity)) AS value, 1 AS trust
+    FROM history.education__pupils
+    QUALIFY row_number() OVER (PARTITION BY ONEPupilID ORDER BY valid_from DESC) = 1
+    UNION ALL
+    SELECT 'social_care', 'ssd_person', pers_person_id, valid_from,
+           'cbds', upper(trim(pers_ethnicity)), 2
+    FROM history.social_care__ssd_person
+    QUALIFY row_number() OVER (PARTITION BY pers_person_id ORDER BY valid_from DESC) = 1
+    UNION ALL
+    SELECT 'health', 'Patient', patient_id, valid_from,
+           'nhs', upper(trim(ethnic_category)), 3
+    FROM history.health__patients
+    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY valid_from DESC) = 1
+    UNION ALL
+    -- early help writes a CBDS code or free text: a value that is a code is read as one
+    SELECT 'early_help', 'FAMILY_MEMBERS', PERSON_ID, valid_from,
+           CASE WHEN upper(trim(ETHNICITY)) IN (SELECT value FROM model.ref_ethnicity WHERE scheme = 'cbds')
+                THEN 'cbds' ELSE 'text' END,
+           CASE WHEN upper(trim(ETHNICITY)) IN (SELECT value FROM model.ref_ethnicity WHERE scheme = 'cbds')
+                THEN upper(trim(ETHNICITY)) ELSE lower(regexp_replace(trim(ETHNICITY), '\s+', ' ', 'g')) END, 4
+    FROM history.early_help__family_members
+    QUALIFY row_number() OVER (PARTITION BY PERSON_ID ORDER BY valid_from DESC, FROM_DATE DESC NULLS LAST) = 1
+),
+ethnicity AS (
+    SELECT rp.person_key,
+           arg_min(m.ethnicity_code, (NOT m.is_known, e.trust, rp.record_deleted, -epoch(e.valid_from), e.record_id)) AS ethnicity_code,
+           arg_min(m.ethnicity_group, (NOT m.is_known, e.trust, rp.record_deleted, -epoch(e.valid_from), e.record_id)) AS ethnicity_group,
+           arg_min(e.system, (NOT m.is_known, e.trust, rp.record_deleted, -epoch(e.valid_from), e.record_id)) AS ethnicity_source
+    FROM ethnicity_record e
+    JOIN model.ref_ethnicity m ON m.scheme = e.scheme AND m.value = e.value
+    JOIN _record_person rp USING (system, table_name, record_id)
+    GROUP BY rp.person_key
+)
+SELECT p.person_key,
+       cf.family_key,
+       date_trunc('month', p.dob)::DATE AS birth_month,
+       year(p.dob)::INTEGER AS birth_year,
+       CASE WHEN upper(p.sex) IN ('M', 'F') THEN upper(p.sex) ELSE 'U' END AS sex,
+       coalesce(e.ethnicity_group, 'Not known') AS ethnicity_group,
+       e.ethnicity_code,
+       e.ethnicity_source,
+       pc.district,
+       pc.lsoa,
+       pc.imd_decile::INTEGER AS imd_decile,
+       CASE WHEN p.dob IS NOT NULL THEN p.dob > (SELECT as_of FROM _as_of) - INTERVAL 18 YEAR
+            ELSE coalesce(p.known_as_child, false) END AS is_child,
+       coalesce(p.known_as_child, false) AS known_as_child,
+       p.systems,
+       p.system_count,
+       p.records
+FROM identity.person p
+LEFT JOIN _current_family cf USING (person_key)
+LEFT JOIN ethnicity e USING (person_key)
+LEFT JOIN _postcode pc ON pc.postcode = p.postcode
+ORDER BY p.person_key;
