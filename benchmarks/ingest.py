@@ -11,6 +11,7 @@ in a fresh build database so nothing is skipped as already loaded.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -52,17 +53,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         con = duckdb.connect(str(Path(home) / "build.duckdb"))
         print(f"{'system':<12} {'rows':>10} {'staging s':>10} {'rows/s':>10} {'raw read s':>11} {'raw rows/s':>11} {'ratio':>6}")
-        total = 0.0
+        total, cpu = 0.0, 0.0
+        load_before = os.getloadavg()[0]
         for system in SYSTEMS:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), _cpu_seconds()
             [summary] = ingest(con, args.landing, Path(home) / "staged", systems=(system,))
             ours = time.perf_counter() - start
             total += ours
+            cpu += _cpu_seconds() - start_cpu
             rows, raw = raw_read(args.landing, system)
             print(f"{system:<12} {summary.rows_delivered:>10,} {ours:>10.2f} {summary.rows_delivered / ours:>10,.0f} "
                   f"{raw:>11.2f} {rows / raw:>11,.0f} {ours / raw:>6.1f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"whole history staged in {total:.1f} s; peak memory {peak:,.0f} MiB")
+    print(f"whole history staged in {total:.1f} s (CPU {cpu:.1f} s of this process); peak memory {peak:,.0f} MiB")
+    # Other work on the machine slows staging down: the load average says how much there was.
+    print(f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; {os.cpu_count()} cores")
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

@@ -227,21 +227,28 @@ def _check_and_insert(con: duckdb.DuckDBPyConnection, contract: Contract, table:
     """Check the rows of ``_raw`` and insert the good ones, typed, into ``into``.
 
     Snapshots repeat most rows from one drop to the next, and every rule but the
-    repeated key looks only at a row's values. So each distinct row is parsed and
-    checked once (``_checked``, with a hash ``_h`` of its values), and the delivered
-    rows (``_rows``: drop, line and hash) are joined back to it; the repeated key is
-    checked on the delivered rows themselves (``_duplicates``)."""
+    repeated key looks only at a row's values. So, for several drops, each distinct row
+    is parsed and checked once (``_checked``, with a hash ``_h`` of its values), and the
+    delivered rows (``_rows``: drop, line and hash) are joined back to it; one drop's
+    rows are checked as they are. The repeated key is checked on the delivered rows
+    themselves (``_duplicates``)."""
     rules = _rules(contract, table)
     row_rules = [r for r in rules if r.name != "duplicate_key"]
     values = ", ".join(_q(c) for c in table.column_names)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _distinct AS SELECT DISTINCT {values} FROM _raw")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {_checked_sql(contract, table, row_rules, '_distinct')}")
-    if _hashes_unique(con):  # each row joins its values' check by their hash
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _rows AS SELECT _drop, _line, hash({values}) AS _h FROM _raw")
-    else:  # two distinct rows share a 64-bit hash (practically never): number them, join by values
-        con.execute("CREATE OR REPLACE TEMP TABLE _checked AS SELECT * REPLACE (row_number() OVER () AS _h) FROM _checked")
-        same = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM c.{_q(c)}" for c in table.column_names)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _rows AS SELECT r._drop, r._line, c._h FROM _raw r JOIN _checked c ON {same}")
+    if con.sql("SELECT count(DISTINCT _drop) FROM _raw").fetchall()[0][0] <= 1:
+        # one drop repeats hardly any row: each delivered row is checked, with its drop and line
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {_checked_sql(contract, table, row_rules, '_raw')}")
+        rows = "SELECT * FROM _checked"
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _distinct AS SELECT DISTINCT {values} FROM _raw")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {_checked_sql(contract, table, row_rules, '_distinct')}")
+        if _hashes_unique(con):  # each row joins its values' check by their hash
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _rows AS SELECT _drop, _line, hash({values}) AS _h FROM _raw")
+        else:  # two distinct rows share a 64-bit hash (practically never): number them, join by values
+            con.execute("CREATE OR REPLACE TEMP TABLE _checked AS SELECT * REPLACE (row_number() OVER () AS _h) FROM _checked")
+            same = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM c.{_q(c)}" for c in table.column_names)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _rows AS SELECT r._drop, r._line, c._h FROM _raw r JOIN _checked c ON {same}")
+        rows = "SELECT * FROM _rows JOIN _checked USING (_h)"
     duplicate = next((r for r in rules if r.name == "duplicate_key"), None)
     if duplicate is not None:  # a snapshot holds each key once: a later line with the same key is quarantined
         key = ", ".join(_q(k) for k in table.key)
@@ -255,20 +262,19 @@ def _check_and_insert(con: duckdb.DuckDBPyConnection, contract: Contract, table:
                   ON r._drop = d._drop AND {same_key})
             WHERE _line > _first""")
     flagged = " OR ".join(r.flag for r in row_rules) or "false"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _flagged AS "
-                f"SELECT * FROM _rows JOIN (SELECT * FROM _checked WHERE {flagged}) USING (_h)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _flagged AS SELECT * FROM ({rows}) WHERE {flagged}")
     row_issues = con.sql(_issues_sql(row_rules, "_flagged", "_duplicates" if duplicate is not None else None)
                          ).to_arrow_table()
     hard = " OR ".join(r.flag for r in row_rules if r.severity == "hard") or "false"
     not_duplicate = ("" if duplicate is None else
-                     " AND NOT EXISTS (SELECT 1 FROM _duplicates d WHERE d._drop = _rows._drop AND d.line_no = _rows._line)")
+                     " AND NOT EXISTS (SELECT 1 FROM _duplicates d WHERE d._drop = _j._drop AND d.line_no = _j._line)")
     inserted = con.execute(
         f"INSERT INTO {into} BY NAME SELECT {_typed_columns(table, row_rules)}, "
-        f"CAST(_rows._drop AS DATE) AS extract_date, _rows._line AS _line "
-        f"FROM _rows JOIN _checked USING (_h) WHERE NOT ({hard}){not_duplicate}"
+        f"CAST(_j._drop AS DATE) AS extract_date, _j._line AS _line "
+        f"FROM ({rows}) AS _j WHERE NOT ({hard}){not_duplicate}"
     ).fetchall()[0][0]
     # every delivered row not inserted broke a hard rule on its line
-    delivered = dict(con.sql("SELECT _drop, count(*) FROM _rows GROUP BY 1").fetchall())
+    delivered = dict(con.sql("SELECT _drop, count(*) FROM _raw GROUP BY 1").fetchall())
     con.register("_row_issues", row_issues)
     try:
         kept_out = dict(con.sql("SELECT _drop, count(DISTINCT line_no) FROM _row_issues WHERE severity = 'hard' "
