@@ -19,6 +19,7 @@ import duckdb
 from assets.checks import BUILD_TAG, identity_quality, staging_quality
 from assets.identity.assets import identity_persons
 from assets.staging import drop_partitions, staging_checks
+from assets.warehouse_assets import warehouse_assets, warehouse_checks
 from pipelines.resources import Warehouse
 from pipelines.sensors import ASSET_OF
 from quality.audit import finish_run, start_run, summarise_quarantine
@@ -84,11 +85,15 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
                       "dagster/asset_partition_range_end": keys[-1]})
             runs[system] = result.success
         if runs and all(runs.values()):
-            result = dg.materialize([identity_persons, *identity_quality], instance=instance,
-                                    resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
-                                    tags=tags)
-            runs["identity"] = result.success
-            if result.success:
+            # one run from identity to the marts: a failing blocking check stops what follows it
+            result = dg.materialize(
+                [identity_persons, *identity_quality, *warehouse_assets, *warehouse_checks],
+                instance=instance, resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
+                tags=tags)
+            done = {key.to_user_string() for key in _materialized(result)}
+            runs["identity"] = "identity/persons" in done
+            runs["warehouse"] = result.success
+            if runs["identity"]:
                 identity = _identity_summary(warehouse, result.run_id, truth)
     finally:
         with warehouse.connect() as con:
@@ -98,6 +103,10 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
                        ", ".join(s for s, r in runs.items() if not r) or None)
             write_quality_report(con, warehouse.reports_dir)
     return BuildResult(home, runs, _summary(warehouse.build_db), identity)
+
+
+def _materialized(result) -> list[dg.AssetKey]:
+    return [event.asset_key for event in result.get_asset_materialization_events()]
 
 
 def _identity_summary(warehouse: Warehouse, run_id: str, truth: Path | None) -> dict:

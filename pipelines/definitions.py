@@ -6,14 +6,15 @@ from assets.checks import identity_quality, staging_quality
 from assets.identity.assets import identity_assets
 from assets.staging import staging_assets, staging_checks
 from assets.synthetic import synthetic_city
+from assets.warehouse_assets import warehouse_assets, warehouse_checks
 from pipelines.resources import Warehouse
 from pipelines.sensors import cadence_schedules, new_drop_sensor
 
 synthetic_city_job = dg.define_asset_job("synthetic_city_job", selection=[synthetic_city])
 
 defs = dg.Definitions(
-    assets=[synthetic_city, *staging_assets, *identity_assets],
-    asset_checks=[*staging_checks, *staging_quality, *identity_quality],
+    assets=[synthetic_city, *staging_assets, *identity_assets, *warehouse_assets],
+    asset_checks=[*staging_checks, *staging_quality, *identity_quality, *warehouse_checks],
     jobs=[synthetic_city_job],
     sensors=[new_drop_sensor],
     schedules=cadence_schedules,

@@ -188,3 +188,98 @@ def staging_drift(con: duckdb.DuckDBPyConnection, run_id: str, system: str, limi
     return Outcome(passed=not moved, observed={"tables": compared, "moved": len(moved)},
                    expected={k: v for k, v in limits.items() if k.startswith("max_")},
                    failing_rows=len(moved), sample=moved)
+
+
+# The grain of every model table: these columns identify a row (docs/warehouse.md).
+MODEL_GRAIN = {
+    "model.dim_person": ["person_key"],
+    "model.dim_family": ["family_key"],
+    "model.dim_worker": ["system", "worker_id"],
+    "model.dim_school": ["urn"],
+    "model.dim_date": ["date"],
+    "model.fact_mash_contact": ["contact_id", "child_seq"],
+    "model.fact_eh_referral": ["referral_id"],
+    "model.fact_eh_episode": ["episode_id"],
+    "model.fact_csc_referral": ["referral_id"],
+    "model.fact_assessment": ["assessment_id"],
+    "model.fact_exclusion": ["exclusion_id"],
+    "model.fact_health_contact": ["encounter_id"],
+    "model.fact_camhs_referral": ["request_id"],
+}
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                            "AND table_name = ?", [schema, name]).fetchall()[0][0])
+
+
+def model_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
+    """Every model table is unique at its grain, and every fact's person_key and
+    family_key exist in dim_person and dim_family."""
+    problems, checked = [], 0
+    for table, key in MODEL_GRAIN.items():
+        if not _table_exists(con, table):
+            problems.append({"table": table, "problem": "missing"})
+            continue
+        checked += 1
+        cols = ", ".join(f'"{c}"' for c in key)
+        repeated = con.sql(f"SELECT count(*) FROM (SELECT {cols} FROM {table} GROUP BY ALL HAVING count(*) > 1)").fetchall()[0][0]
+        if repeated:
+            problems.append({"table": table, "problem": f"{repeated} repeated key(s) at grain {key}"})
+    facts = con.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'model' "
+                    "AND table_name LIKE 'fact_%' ORDER BY 1").fetchall()
+    for (fact,) in facts:
+        columns = set(con.sql(f"SELECT * FROM model.{fact} LIMIT 0").columns)
+        for key, dim in (("person_key", "dim_person"), ("family_key", "dim_family")):
+            if key not in columns:
+                problems.append({"table": f"model.{fact}", "problem": f"no {key} column"})
+                continue
+            orphans = con.sql(f"SELECT count(*) FROM model.{fact} f WHERE f.{key} IS NOT NULL AND NOT EXISTS "
+                              f"(SELECT 1 FROM model.{dim} d WHERE d.{key} = f.{key})").fetchall()[0][0]
+            if orphans:
+                problems.append({"table": f"model.{fact}", "problem": f"{orphans} {key}(s) not in model.{dim}"})
+    return Outcome(passed=not problems, observed={"tables_checked": checked, "facts": len(facts),
+                                                  "problems": len(problems)},
+                   expected="unique at grain; every person_key and family_key known", failing_rows=len(problems),
+                   sample=problems)
+
+
+# The same total counted two ways: a mart against the model it summarises.
+MART_TOTALS = {
+    "MASH contacts by month = contacts in the model":
+        ("SELECT sum(contacts) FROM marts.mash_timeliness_monthly",
+         "SELECT count(*) FROM model.fact_mash_contact"),
+    "MASH contacts by source = contacts in the model":
+        ("SELECT sum(referrals) FROM marts.referral_sources_monthly WHERE service = 'mash'",
+         "SELECT count(*) FROM model.fact_mash_contact"),
+    "early help referrals by source = referrals in the model":
+        ("SELECT sum(referrals) FROM marts.referral_sources_monthly WHERE service = 'early_help'",
+         "SELECT count(*) FROM model.fact_eh_referral"),
+    "social care referrals by source = referrals in the model":
+        ("SELECT sum(referrals) FROM marts.referral_sources_monthly WHERE service = 'social_care'",
+         "SELECT count(*) FROM model.fact_csc_referral"),
+    "episodes allocated by district and month = allocated episodes":
+        ("SELECT sum(allocated) FROM marts.eh_waits_by_district_month",
+         "SELECT count(*) FROM model.fact_eh_episode WHERE allocated_date IS NOT NULL"),
+    "MASH contacts by district (UNKNOWN included) = contacts in the model":
+        ("SELECT sum(mash_contacts) FROM marts.demand_by_district",
+         "SELECT count(*) FROM model.fact_mash_contact"),
+}
+
+
+def mart_consistency(con: duckdb.DuckDBPyConnection) -> Outcome:
+    """Each headline total agrees whether read from a mart or counted from the model."""
+    disagree, compared = [], 0
+    for name, (mart_sql, model_sql) in MART_TOTALS.items():
+        try:
+            mart = con.sql(mart_sql).fetchall()[0][0] or 0
+            model = con.sql(model_sql).fetchall()[0][0] or 0
+        except duckdb.Error as error:
+            disagree.append({"total": name, "error": str(error).splitlines()[0]})
+            continue
+        compared += 1
+        if mart != model:
+            disagree.append({"total": name, "mart": mart, "model": model})
+    return Outcome(passed=not disagree, observed={"totals_compared": compared, "disagreeing": len(disagree)},
+                   expected="every total equal both ways", failing_rows=len(disagree), sample=disagree)

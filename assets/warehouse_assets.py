@@ -1,0 +1,53 @@
+"""Dagster definitions for the warehouse: thin wrappers over build_model, build_marts
+and publish. Each layer's blocking check stops everything downstream of it, and publish
+also refuses while any blocking check's latest result is a failure."""
+
+import dagster as dg
+
+from assets.checks import report
+from assets.marts.marts import build_marts
+from assets.warehouse.model import build_model
+from pipelines.resources import Warehouse
+from quality import checks
+from quality.audit import thresholds
+
+IDENTITY = dg.AssetKey(["identity", "persons"])
+
+
+@dg.asset(key=["warehouse", "model"], deps=[IDENTITY], group_name="warehouse", kinds={"duckdb"},
+          description="Conformed dimensions and facts (schema model), every fact keyed by person_key "
+                      "and family_key; see docs/warehouse.md.")
+def model(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        counts = build_model(con)
+    return dg.MaterializeResult(metadata={f"rows_{t.split('.')[-1]}": n for t, n in counts.items()})
+
+
+@dg.asset(key=["warehouse", "marts"], deps=[model], group_name="warehouse", kinds={"duckdb"},
+          description="Caseload measures for analysts (schema marts): key worker caseloads, waits, MASH "
+                      "timeliness, referral sources, children open, closures, step flows, re-referrals, demand.")
+def marts(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        counts = build_marts(con)
+    return dg.MaterializeResult(metadata={f"rows_{t.split('.')[-1]}": n for t, n in counts.items()})
+
+
+@dg.asset_check(asset=model, name="integrity", blocking=thresholds()["model"]["severity"] == "blocking",
+                description="Every model table is unique at its grain; every fact's person_key and family_key "
+                            "exist in dim_person and dim_family.")
+def model_integrity(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
+        return report(context, con, "warehouse/model", "integrity", thresholds()["model"]["severity"],
+                      checks.model_integrity(con))
+
+
+@dg.asset_check(asset=marts, name="totals_agree", blocking=thresholds()["marts"]["severity"] == "blocking",
+                description="Headline totals agree whether read from a mart or counted from the model.")
+def mart_consistency(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    with warehouse.connect() as con:
+        return report(context, con, "warehouse/marts", "totals_agree", thresholds()["marts"]["severity"],
+                      checks.mart_consistency(con))
+
+
+warehouse_assets = [model, marts]
+warehouse_checks = [model_integrity, mart_consistency]
