@@ -65,7 +65,8 @@ def contract_expectations_check(asset: dg.AssetsDefinition, system: str) -> dg.A
                                 "newest staged drop of each table (results in audit.gx_validation).")
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
-            results = validate_latest_drop(con, warehouse.landing_path, system, context.run.run_id)
+            results = validate_latest_drop(con, warehouse.landing_path, system, context.run.run_id,
+                                           reports_dir=warehouse.reports_dir)
         failed = [r for r in results if not r["success"]]
         return dg.AssetCheckResult(
             passed=not failed, severity=dg.AssetCheckSeverity.WARN,

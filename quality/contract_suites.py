@@ -67,48 +67,52 @@ def write_suites(folder: Path = SUITES_DIR) -> list[Path]:
     return written
 
 
-def load_suite(system: str, table_name: str):
-    """The stored suite as a GX ExpectationSuite."""
+def suite_from_document(document: dict):
+    """A stored suite document ({name, meta, expectations}) as a GX ExpectationSuite."""
     import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    document = json.loads((SUITES_DIR / f"{system}.{table_name}.json").read_text(encoding="utf-8"))
     suite = gx.ExpectationSuite(name=document["name"], meta=document["meta"])
     for spec in document["expectations"]:
-        suite.add_expectation_configuration(gx.expectations.expectation_configuration.ExpectationConfiguration(
-            type=spec["type"], kwargs=spec["kwargs"]))
+        suite.add_expectation_configuration(ExpectationConfiguration(type=spec["type"], kwargs=spec["kwargs"]))
     return suite
 
 
-_CONTEXT = None
+def load_suite(system: str, table_name: str, folder: Path = SUITES_DIR):
+    """The stored suite as a GX ExpectationSuite."""
+    document = json.loads((folder / f"{system}.{table_name}.json").read_text(encoding="utf-8"))
+    return suite_from_document(document)
 
 
-def _batch_definition():
-    global _CONTEXT
-    import great_expectations as gx
-
-    if _CONTEXT is None:
-        _CONTEXT = gx.get_context(mode="ephemeral")
-        _CONTEXT.variables.progress_bars = {"globally": False}
-        source = _CONTEXT.data_sources.add_pandas("delivered")
-        source.add_dataframe_asset("text").add_batch_definition_whole_dataframe("whole file")
-    return _CONTEXT.data_sources.get("delivered").get_asset("text").get_batch_definition("whole file")
-
-
-def validate(system: str, table_name: str, frame: pd.DataFrame) -> list[dict]:
-    """Run a table's stored suite on a pandas batch; one result row per expectation."""
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(load_suite(system, table_name), result_format="SUMMARY")
+def result_rows(result) -> list[dict]:
+    """One plain row per expectation of a GX suite validation result."""
     rows = []
     for r in result.results:
         kwargs = r.expectation_config.kwargs
         rows.append({
-            "suite": f"{system}.{table_name}", "expectation": r.expectation_config.type,
+            "suite": result.suite_name, "expectation": r.expectation_config.type,
             "column_name": kwargs.get("column") or ",".join(kwargs.get("column_list", [])) or None,
             "success": bool(r.success), "element_count": r.result.get("element_count"),
             "unexpected_count": r.result.get("unexpected_count"),
             "partial_unexpected": json.dumps(r.result.get("partial_unexpected_list", [])[:5], default=str),
         })
     return rows
+
+
+def validate(system: str, table_name: str, frame: pd.DataFrame, reports_dir: Path | None = None,
+             run_name: str | None = None, build_docs: bool = True, suite=None) -> list[dict]:
+    """Run a table's stored suite on a pandas batch; one result row per expectation.
+
+    With ``reports_dir`` (HOME/reports) the result is also kept in ``gx_store/`` and shown
+    in the Data Docs site at ``gx/index.html``, rebuilt now unless ``build_docs`` is
+    False (batch callers then call ``quality.data_docs.build_site`` once at the end).
+    ``suite`` overrides the stored suite (warehouse tables keep theirs elsewhere)."""
+    from .data_docs import run_validation
+
+    suite = suite if suite is not None else load_suite(system, table_name)
+    result = run_validation(suite, frame, source=system, asset=table_name, reports_dir=reports_dir,
+                            run_name=run_name, build_docs=build_docs)
+    return result_rows(result)
 
 
 if __name__ == "__main__":
