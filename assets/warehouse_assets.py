@@ -5,11 +5,13 @@ also refuses while any blocking check's latest result is a failure."""
 import dagster as dg
 
 from assets.checks import report
+from assets.dictionary import build_dictionary
 from assets.marts.marts import build_marts
+from assets.publish import publish
 from assets.warehouse.model import build_model
 from pipelines.resources import Warehouse
 from quality import checks
-from quality.audit import thresholds
+from quality.audit import blocking_failures, thresholds
 
 IDENTITY = dg.AssetKey(["identity", "persons"])
 
@@ -49,5 +51,27 @@ def mart_consistency(context: dg.AssetCheckExecutionContext, warehouse: Warehous
                       checks.mart_consistency(con))
 
 
-warehouse_assets = [model, marts]
+@dg.asset(key=["warehouse", "publish"], deps=[marts], group_name="warehouse", kinds={"duckdb"},
+          description="Swaps in HOME/warehouse/identifiable.duckdb (restricted) and analytics.duckdb "
+                      "(pseudonymised) by atomic rename, after the data dictionary; refuses while any "
+                      "blocking check's latest result is a failure, leaving both files as they were.")
+def publish_serving_files(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    with warehouse.connect() as con:
+        failures = blocking_failures(con)
+        if failures:
+            raise dg.Failure(description="not published: blocking check(s) failing: "
+                                         + ", ".join(f"{a} {c}" for a, c in failures)
+                                         + "; the serving files are as they were")
+        dictionary = build_dictionary(con, warehouse.reports_dir)
+    result = publish(warehouse.build_db, warehouse.build_db.parent)  # reads the build file: no writer open
+    context.log.info(f"published; data dictionary at {dictionary}")
+    return dg.MaterializeResult(metadata={
+        "identifiable": str(warehouse.build_db.parent / "identifiable.duckdb"),
+        "analytics": str(warehouse.build_db.parent / "analytics.duckdb"),
+        "data_dictionary": str(dictionary),
+        "unclassified_columns_dropped": len(result.get("unclassified", [])),
+    })
+
+
+warehouse_assets = [model, marts, publish_serving_files]
 warehouse_checks = [model_integrity, mart_consistency]

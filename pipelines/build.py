@@ -163,7 +163,11 @@ def print_summary(result: BuildResult) -> None:
                   f"recall {e['pairwise']['recall']:.5f}, twin merges {e['twin_merges']}")
     elif "identity" in result.runs:
         print("identity: FAILED")
+    published = result.runs.get("warehouse")
+    print(f"serving files:  {result.home / 'warehouse' / 'identifiable.duckdb'} and analytics.duckdb "
+          + ("(published)" if published else "(NOT published: left as they were)"))
     print(f"quality report: {result.home / 'reports' / 'quality' / 'index.html'}")
+    print(f"dictionary:     {result.home / 'reports' / 'data_dictionary.html'}")
     print(f"build database: {result.home / 'warehouse' / 'build.duckdb'}")
     print(f"staged Parquet: {result.home / 'staged'}")
     print(f"Dagster:        DAGSTER_HOME={result.home / 'dagster'} dagster dev")

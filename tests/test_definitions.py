@@ -11,7 +11,8 @@ from pipelines.definitions import defs
 def test_definitions_load_with_the_expected_asset_keys():
     repo = defs.get_repository_def()
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"synthetic_city", "identity/persons", "warehouse/model", "warehouse/marts"} | {
+    assert keys == {"synthetic_city", "identity/persons", "warehouse/model", "warehouse/marts",
+                    "warehouse/publish"} | {
         f"staging/{s}" for s in ("education", "health", "social_care", "early_help", "mash", "reference")}
     checks = {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys}
     assert {("identity/persons", "identity_constraints"), ("identity/persons", "identity_coverage")} <= checks

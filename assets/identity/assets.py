@@ -25,7 +25,7 @@ PERSON_SYSTEMS = [s for s in SYSTEMS if s != "reference"]
 )
 def identity_persons(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.connect() as con:
-        result = run_identity(con, context.run_id, warehouse.review_dir, durable_dir=warehouse.identity_dir)
+        result = run_identity(con, context.run.run_id, warehouse.review_dir, durable_dir=warehouse.identity_dir)
     context.log.info(f"identity: {result['records']:,} records -> {result['persons']:,} persons, "
                      f"{result['families']:,} families, {result['review_queue']:,} pairs to review")
     return dg.MaterializeResult(metadata={
