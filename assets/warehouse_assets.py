@@ -73,5 +73,21 @@ def publish_serving_files(context: dg.AssetExecutionContext, warehouse: Warehous
     })
 
 
+@dg.asset_check(asset=model, name="warehouse_expectations",
+                description="Great Expectations suites for key identity and model tables (quality/suites/"
+                            "warehouse/), on pandas batches; results in audit.gx_validation and Data Docs.")
+def warehouse_expectations(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    from quality.audit import Outcome
+    from quality.expectations import validate_warehouse_tables
+
+    with warehouse.connect() as con:
+        results = validate_warehouse_tables(con, context.run.run_id, warehouse.reports_dir)
+        failed = [r for r in results if not r["success"]]
+        return report(context, con, "warehouse/model", "warehouse_expectations", "warning", Outcome(
+            passed=not failed, observed={"expectations": len(results), "failed": len(failed)},
+            expected="every expectation met", failing_rows=sum(r["unexpected_count"] or 0 for r in failed),
+            sample=[{k: r[k] for k in ("suite", "expectation", "column_name", "unexpected_count")} for r in failed]))
+
+
 warehouse_assets = [model, marts, publish_serving_files]
-warehouse_checks = [model_integrity, mart_consistency]
+warehouse_checks = [model_integrity, mart_consistency, warehouse_expectations]
