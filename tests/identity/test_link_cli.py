@@ -1,4 +1,5 @@
-"""`earlyhelp link --input FILE --output FILE` on a small hand-made person table.
+"""`earlyhelp link --input FILE --output FILE` on a small hand-made person table (the
+documented standard schema), in process and through the console script.
 
 Eight real children, thirteen records in five sources, each chosen to test one rule a
 user relies on:
