@@ -103,7 +103,7 @@ def identity_constraints(con: duckdb.DuckDBPyConnection, limits: dict) -> Outcom
 
 def identity_coverage(con: duckdb.DuckDBPyConnection, limits: dict) -> Outcome:
     """Match rate per system (share of its records whose person is known to another
-    system) and NHS number coverage, against minimums."""
+    system), NHS number and UPN coverage, and twin-guard violations, against limits."""
     match = dict(con.execute("""
         SELECT s.system, avg((m.system_count > 1)::INT)
         FROM identity.person_record p JOIN identity.person m USING (person_key)
@@ -111,13 +111,34 @@ def identity_coverage(con: duckdb.DuckDBPyConnection, limits: dict) -> Outcome:
     """).fetchall())
     coverage = dict(con.execute("SELECT system, avg((nhs_number IS NOT NULL)::INT) "
                                 "FROM identity.standardised_record GROUP BY 1").fetchall())
+    upn_coverage = dict(con.execute("SELECT system, avg((upn IS NOT NULL)::INT) "
+                                    "FROM identity.standardised_record GROUP BY 1").fetchall())
+    # accepted probabilistic links between records born the same day under forenames
+    # that are neither equal, nicknames of one name, nor a slip apart, with no identifier
+    # agreeing: exactly what the twin guard exists to refuse
+    (twin_like,) = con.execute("""
+        SELECT count(*)
+        FROM identity.link k
+        JOIN identity.standardised_record a ON a.record_key = k.record_l
+        JOIN identity.standardised_record b ON b.record_key = k.record_r
+        WHERE k.status = 'accepted' AND k.link_rule = 'probabilistic'
+          AND a.dob = b.dob AND a.forename <> b.forename
+          AND jaro_winkler_similarity(a.forename, b.forename) < 0.92
+          AND len(list_intersect(a.forename_group, b.forename_group)) = 0
+          AND NOT coalesce(a.nhs_number = b.nhs_number OR a.upn = b.upn, false)
+    """).fetchall()[0]
     failures = [f"{s} match rate {match[s]:.1%} below {m:.0%}"
                 for s, m in limits["min_match_rate"].items() if s in match and match[s] < m]
     failures += [f"{s} NHS coverage {coverage[s]:.1%} below {m:.0%}"
                  for s, m in limits["min_nhs_coverage"].items() if s in coverage and coverage[s] < m]
+    if twin_like > limits["max_twin_guard_violations"]:
+        failures.append(f"{twin_like} accepted probabilistic links join same-birthday records under "
+                        "different forenames with no identifier agreeing")
     return Outcome(passed=not failures,
                    observed={"match_rate": {k: round(v, 4) for k, v in match.items()},
-                             "nhs_coverage": {k: round(v, 4) for k, v in coverage.items()}},
+                             "nhs_coverage": {k: round(v, 4) for k, v in coverage.items()},
+                             "upn_coverage": {k: round(v, 4) for k, v in upn_coverage.items()},
+                             "twin_guard_violations": twin_like},
                    expected={k: v for k, v in limits.items() if k != "severity"},
                    failing_rows=len(failures), sample=failures)
 

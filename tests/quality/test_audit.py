@@ -100,3 +100,27 @@ def test_a_drop_full_of_invalid_nhs_numbers_fails_a_blocking_check_and_stops_the
         assert con.sql("SELECT status FROM audit.run").fetchall() == [("failed",)]
     page = (tmp_path / "home" / "reports" / "quality" / "index.html").read_text()
     assert "blocking check(s) failed" in page and "identifier_validity" in page
+
+
+def test_identity_checks_catch_two_nhs_numbers_in_one_person_and_a_link_the_twin_guard_should_refuse(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("""
+        CREATE SCHEMA identity;
+        CREATE TABLE identity.standardised_record AS SELECT * FROM (VALUES
+            ('h/1', 'health', 'jayden', ['jayden'], DATE '2018-06-14', '9991000011', NULL, NULL),
+            ('h/2', 'health', 'ruby',   ['ruby'],   DATE '2018-06-14', NULL, NULL, NULL),
+            ('e/3', 'education', 'ruby', ['ruby'],  DATE '2018-06-14', '9991000038', NULL, NULL))
+          t(record_key, system, forename, forename_group, dob, nhs_number, upn, former_upn);
+        CREATE TABLE identity.person_record AS SELECT * FROM (VALUES
+            ('P1', 'h/1'), ('P1', 'h/2'), ('P1', 'e/3')) t(person_key, record_key);
+        CREATE TABLE identity.person AS SELECT 'P1' AS person_key, 2 AS system_count;
+        CREATE TABLE identity.review_queue (pair_id VARCHAR);
+        CREATE TABLE identity.link AS SELECT * FROM (VALUES
+            ('h/1', 'h/2', 'accepted', 'probabilistic'), ('h/2', 'e/3', 'accepted', 'probabilistic'))
+          t(record_l, record_r, status, link_rule);
+    """)
+    limits = thresholds()["identity"]
+    constraints = checks.identity_constraints(con, limits["constraints"])
+    assert not constraints.passed and constraints.observed["persons_with_two_nhs_numbers"] == 1
+    coverage = checks.identity_coverage(con, limits["coverage"])
+    assert not coverage.passed and coverage.observed["twin_guard_violations"] == 1  # jayden ~ ruby only
