@@ -98,11 +98,14 @@ def _train(args) -> int:
     if not database.exists():
         print(f"earlyhelp train-identity: no build database at {database}", file=sys.stderr)
         return 2
-    with duckdb.connect(str(database), read_only=True) as con:
-        systems = [s for (s,) in con.sql("SELECT DISTINCT system FROM identity.standardised_record ORDER BY 1").fetchall()]
+    # Splink writes its working tables: train in memory on a copy of the records
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{database}' AS build (READ_ONLY)")
+        con.execute("CREATE TABLE records AS SELECT * FROM build.identity.standardised_record")
+        con.execute("DETACH build")
+        systems = [s for (s,) in con.sql("SELECT DISTINCT system FROM records ORDER BY 1").fetchall()]
         for system in systems:
-            con.execute(f"CREATE TEMP VIEW link_input_{system} AS "
-                        f"SELECT * FROM identity.standardised_record WHERE system = '{system}'")
+            con.execute(f"CREATE VIEW link_input_{system} AS SELECT * FROM records WHERE system = '{system}'")
         out = args.out or MODEL_PATH
         train_model(con, {s: f"link_input_{s}" for s in systems}, out)
     print(f"model written to {out}")

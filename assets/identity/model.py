@@ -164,11 +164,11 @@ M_FLOOR = 1e-3
 
 
 def floor_untrained_levels(model: dict, out: Path) -> dict:
-    """A level never seen among training matches gets m = 0, which would let one
-    disagreement (a recorded sex that differs) veto any evidence; floor it instead."""
+    """A level never seen among training matches gets m = 0 (or none), which would let
+    one disagreement (a recorded sex that differs) veto any evidence; floor it instead."""
     for comparison in model["comparisons"]:
         for level in comparison["comparison_levels"]:
-            if "m_probability" in level and level["m_probability"] < M_FLOOR:
+            if not level.get("is_null_level") and level.get("m_probability", 0) < M_FLOOR:
                 level["m_probability"] = M_FLOOR
     Path(out).write_text(json.dumps(model, indent=2) + "\n")
     return model

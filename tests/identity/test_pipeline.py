@@ -200,3 +200,32 @@ def test_keys_survive_a_rebuild_of_the_database_from_scratch(small_city, tmp_pat
         assert "person_registry" in result["restored"]
         assert keys(con) == before
         assert con.execute("SELECT count(*) FROM identity.link_event WHERE run_id = 'run-2'").fetchall()[0][0] == 0
+
+
+def test_train_identity_writes_a_model_that_links(built, tmp_path):
+    """Retraining is its own command: it reads a build's records without writing to the
+    build, and the model it saves links the same records."""
+    from pipelines.cli import main
+
+    home = tmp_path / "home"
+    (home / "warehouse").mkdir(parents=True)
+    shutil.copyfile(built, home / "warehouse" / "build.duckdb")
+    before = sha256_of(home / "warehouse" / "build.duckdb")
+    out = tmp_path / "model.json"
+    assert main(["train-identity", "--home", str(home), "--out", str(out)]) == 0
+    assert sha256_of(home / "warehouse" / "build.duckdb") == before
+    import json
+
+    model = json.loads(out.read_text())
+    levels = [lv for c in model["comparisons"] for lv in c["comparison_levels"] if not lv.get("is_null_level")]
+    assert all(0 < lv["m_probability"] <= 1 for lv in levels)
+    assert all(0 < lv["u_probability"] <= 1 for lv in levels if "u_probability" in lv)
+    with duckdb.connect(str(home / "warehouse" / "build.duckdb")) as con:
+        result = run_identity(con, "retrained", tmp_path / "review", model=out)
+        assert result["persons"] < result["records"]
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
