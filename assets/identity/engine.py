@@ -180,7 +180,8 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
     restored = restore_durable_tables(con, durable_dir) if durable_dir else []
     run_sql_file(con, "source_person.sql")
     imported = import_review_decisions(con, review_dir, run_id)
-    summary = link_records(con, model, threshold)
+    # a reviewer's decision can join or split any component: then re-examine everything
+    summary = link_records(con, model, threshold, incremental=imported["decisions"] == 0)
     assign_persons(con, run_id)
     queue = export_review_queue(con, review_dir)
     t = time.perf_counter()

@@ -10,6 +10,8 @@ Every candidate edge is kept in identity.link with its status, so every person c
 explained edge by edge, and every refused or grey-zone pair can be reviewed.
 """
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,21 +42,51 @@ class LinkSummary:
     seconds: dict
 
 
-def run_sql_file(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    con.execute((SQL / name).read_text())
+def run_sql_file(con: duckdb.DuckDBPyConnection, name: str, **params: str) -> None:
+    sql = (SQL / name).read_text()
+    for key, value in params.items():
+        sql = sql.replace("${" + key + "}", value)
+    con.execute(sql)
 
 
-def standardise(con: duckdb.DuckDBPyConnection) -> None:
-    """identity.source_person -> identity.standardised_record (the last run's is kept as
-    identity.standardised_record_previous, to find what changed)."""
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    return {c for (c,) in con.execute("SELECT column_name FROM information_schema.columns "
+                                      "WHERE table_schema = ? AND table_name = ?", [schema, table]).fetchall()}
+
+
+TOUCHING = ("(record_l IN (SELECT record_key FROM changed_record) "
+            "OR record_r IN (SELECT record_key FROM changed_record))")
+
+
+def standardise(con: duckdb.DuckDBPyConnection, incremental: bool = True) -> int | None:
+    """identity.source_person -> identity.standardised_record.
+
+    With an earlier run's table (and incremental), only source rows that are new or
+    changed since then are standardised; they, and records no longer delivered, are
+    listed in the temp table changed_record and their number returned. Else None."""
     con.execute(MACROS.read_text())
-    if con.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
-               "AND table_name = 'standardised_record'").fetchall()[0][0]:
-        con.execute("CREATE OR REPLACE TABLE identity.standardised_record_previous AS "
-                    "SELECT * FROM identity.standardised_record")
     con.execute(f"CREATE OR REPLACE TABLE identity.nickname AS "
                 f"SELECT lower(formal) AS formal, lower(nickname) AS nickname FROM read_csv('{NICKNAMES}')")
-    run_sql_file(con, "standardise.sql")
+    if not (incremental and "source_hash" in _columns(con, "identity", "standardised_record")):
+        run_sql_file(con, "standardise.sql", source="identity.source_person", target="identity.standardised_record")
+        return None
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE source_delta AS
+        SELECT sp.* FROM identity.source_person AS sp
+        ANTI JOIN identity.standardised_record s
+          ON s.record_key = sp.system || '/' || sp.table_name || '/' || sp.record_id AND s.source_hash = hash(sp)
+    """)
+    run_sql_file(con, "standardise.sql", source="source_delta", target="standardised_delta")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE changed_record AS
+        SELECT record_key FROM standardised_delta
+        UNION
+        SELECT s.record_key FROM identity.standardised_record s
+        ANTI JOIN identity.source_person sp ON s.record_key = sp.system || '/' || sp.table_name || '/' || sp.record_id
+    """)
+    con.execute("DELETE FROM identity.standardised_record WHERE record_key IN (SELECT record_key FROM changed_record)")
+    con.execute("INSERT INTO identity.standardised_record SELECT * FROM standardised_delta")
+    return con.sql("SELECT count(*) FROM changed_record").fetchall()[0][0]
 
 
 def _level_labels(comparison: dict) -> str:
@@ -73,49 +105,66 @@ INCREMENTAL_SHARE = 0.25  # above this share of changed records, re-score everyt
 MIN_RECORDS_FOR_TERM_FREQUENCIES = 1000
 
 
-def changed_records(con: duckdb.DuckDBPyConnection) -> int | None:
-    """Mark records new or changed since the last run (temp table changed_record).
-    None when there is no earlier run to build on."""
-    exists = con.sql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'identity' "
-                     "AND table_name IN ('standardised_record_previous', 'scored_pair')").fetchall()[0][0]
-    if exists < 2:
-        return None
-    previous_columns = con.sql("SELECT * FROM identity.standardised_record_previous LIMIT 0").columns
-    if "record_hash" not in previous_columns:  # written by an older version: score everything
-        return None
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE changed_record AS
-        SELECT record_key FROM identity.standardised_record
-        EXCEPT
-        SELECT record_key FROM identity.standardised_record_previous p
-        WHERE EXISTS (SELECT 1 FROM identity.standardised_record s
-                      WHERE s.record_key = p.record_key AND s.record_hash = p.record_hash)
+def _blocking_rules(model: dict) -> list[str]:
+    return [r["blocking_rule"] if isinstance(r, dict) else r for r in model["blocking_rules_to_generate_predictions"]]
+
+
+def _tf_columns(model: dict) -> list[str]:
+    return sorted({lv["tf_adjustment_column"] for c in model["comparisons"] for lv in c["comparison_levels"]
+                   if lv.get("tf_adjustment_column")})
+
+
+def _incremental_input(con: duckdb.DuckDBPyConnection, rules: list[str]) -> int:
+    """link_subset: the changed records and every record a blocking rule pairs them with."""
+    con.execute("""CREATE OR REPLACE TEMP TABLE changed_std AS SELECT * FROM identity.standardised_record
+                   WHERE record_key IN (SELECT record_key FROM changed_record)""")
+    partners = " UNION ".join(
+        f"SELECT r.record_key FROM changed_std l JOIN identity.standardised_record r ON {rule} "
+        f"UNION SELECT l.record_key FROM identity.standardised_record l JOIN changed_std r ON {rule}"
+        for rule in rules)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE link_subset AS
+        SELECT s.*, s.record_key IN (SELECT record_key FROM changed_record) AS is_changed
+        FROM identity.standardised_record s
+        WHERE s.record_key IN (SELECT record_key FROM changed_std UNION {partners})
     """)
-    return con.sql("SELECT count(*) FROM changed_record").fetchall()[0][0]
+    return con.sql("SELECT count(*) FROM link_subset").fetchall()[0][0]
 
 
 def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
-                incremental: bool = True) -> tuple[int, str]:
+                changed: int | None = None) -> tuple[int, str]:
     """Splink scores of blocked pairs above the grey floor -> identity.scored_pair.
 
-    Incrementally, only pairs touching a new or changed record are scored (each blocking
-    rule gains "and one side changed", the equivalent of predict_between(changed, all)
-    plus predict_within(changed)); earlier scores of untouched pairs are kept, because a
-    pair's score depends on its two records and the saved model (term frequencies and the
-    prior drift a little as records arrive: above INCREMENTAL_SHARE changed, re-score all)."""
+    changed (the number of records in the temp table changed_record) makes the run
+    incremental when it is a small share: only pairs touching a changed record are
+    scored (each blocking rule gains "and one side changed", the equivalent of
+    predict_between(changed, all) plus predict_within(changed)), Splink reads only those
+    records and the records a blocking rule pairs them with, term frequencies come from
+    every record, and the prior is the last full run's. Earlier scores of untouched pairs
+    are kept: a pair's score depends on its two records and the saved model, while term
+    frequencies and the prior drift only slowly (above INCREMENTAL_SHARE, re-score all)."""
     model = load_model(model) if not isinstance(model, dict) else dict(model)
-    changed = changed_records(con) if incremental else None
+    fingerprint = hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
     total = con.sql("SELECT count(*) FROM identity.standardised_record").fetchall()[0][0]
-    mode = "incremental" if changed is not None and changed <= INCREMENTAL_SHARE * total else "full"
-    flag = "record_key IN (SELECT record_key FROM changed_record)" if mode == "incremental" else "true"
-    systems = [s for (s,) in con.sql("SELECT DISTINCT system FROM identity.standardised_record ORDER BY 1").fetchall()]
+    same_model = "model_sha256" in _columns(con, "identity", "link_state") and con.sql(
+        "SELECT model_sha256 FROM identity.link_state").fetchall() == [(fingerprint,)]
+    mode = ("incremental" if changed is not None and changed <= INCREMENTAL_SHARE * total and same_model
+            and _columns(con, "identity", "scored_pair") else "full")
+    rules = _blocking_rules(model)
+    if mode == "incremental":
+        if _incremental_input(con, rules) == 0:  # nothing new to score
+            return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0], mode
+        source = "link_subset"
+        model["blocking_rules_to_generate_predictions"] = [f"({rule}) AND (l.is_changed OR r.is_changed)"
+                                                           for rule in rules]
+        model["probability_two_random_records_match"] = con.sql(
+            "SELECT prior FROM identity.link_state").fetchall()[0][0]
+    else:
+        source = "identity.standardised_record"
+    systems = [s for (s,) in con.sql(f"SELECT DISTINCT system FROM {source} ORDER BY 1").fetchall()]
     for system in systems:
         con.execute(f"CREATE OR REPLACE TEMP VIEW link_input_{system} AS "
-                    f"SELECT *, {flag} AS is_changed FROM identity.standardised_record WHERE system = '{system}'")
-    if mode == "incremental":
-        model["blocking_rules_to_generate_predictions"] = [
-            f"({rule['blocking_rule'] if isinstance(rule, dict) else rule}) AND (l.is_changed OR r.is_changed)"
-            for rule in model["blocking_rules_to_generate_predictions"]]
+                    f"SELECT * FROM {source} WHERE system = '{system}'")
     if total < MIN_RECORDS_FOR_TERM_FREQUENCIES:
         # in a small table every name is "common": its own frequencies would outweigh the evidence
         model["comparisons"] = [
@@ -123,11 +172,23 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
                                        for lv in c["comparison_levels"]])
             for c in model["comparisons"]]
     linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model)
-    # The prior depends on how many records this run holds, not on the training city.
-    # With no pair sharing an identifier there is nothing to estimate it from: keep the
-    # trained prior.
-    if con.sql(f"SELECT count(*) FROM identity.deterministic_edge WHERE link_rule <> 'Mosaic person id agrees'").fetchall()[0][0]:
+    if mode == "incremental":
+        for column in _tf_columns(model):  # frequencies of the whole population, not the subset
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE tf_lookup_{column} AS
+                SELECT "{column}", count(*) / sum(count(*)) OVER () AS "tf_{column}"
+                FROM identity.standardised_record WHERE "{column}" IS NOT NULL GROUP BY 1""")
+            linker.table_management.register_term_frequency_lookup(
+                linker._db_api.register(f"tf_lookup_{column}"), column)
+    elif con.sql("SELECT count(*) FROM identity.deterministic_edge "
+                 "WHERE link_rule <> 'Mosaic person id agrees'").fetchall()[0][0]:
+        # The prior depends on how many records this run holds, not on the training city.
+        # With no pair sharing an identifier there is nothing to estimate it from: keep the
+        # trained prior.
         linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RULES_RECALL)
+    if mode == "full":
+        prior = linker._settings_obj._probability_two_random_records_match
+        con.execute("CREATE OR REPLACE TABLE identity.link_state AS SELECT ?::DOUBLE AS prior, ? AS model_sha256",
+                    [prior, fingerprint])
     predictions = linker.inference.predict(threshold_match_probability=GREY_FLOOR, warning_mode="never")
     explanation = " || '; ' || ".join(
         f"coalesce({_level_labels(c)}, '')" for c in model["comparisons"])
@@ -140,11 +201,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
     if mode == "incremental":
         con.execute(f"""
             CREATE OR REPLACE TABLE identity.scored_pair AS
-            SELECT * FROM identity.scored_pair k
-            WHERE k.record_l NOT IN (SELECT record_key FROM changed_record)
-              AND k.record_r NOT IN (SELECT record_key FROM changed_record)
-              AND k.record_l IN (SELECT record_key FROM identity.standardised_record)
-              AND k.record_r IN (SELECT record_key FROM identity.standardised_record)
+            SELECT * FROM identity.scored_pair WHERE NOT {TOUCHING}
             UNION ALL {new_scores}""")
     else:
         con.execute(f"CREATE OR REPLACE TABLE identity.scored_pair AS {new_scores}")
@@ -152,37 +209,118 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
     return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0], mode
 
 
+def _affected_records(con: duckdb.DuckDBPyConnection) -> None:
+    """affected_record: every record in a connected component (of the graph of candidate
+    links, old or new) that holds a changed record. Components untouched by the change
+    cluster exactly as before, so only these are clustered again."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE candidate_arc AS
+        SELECT record_l AS a, record_r AS b FROM identity.link WHERE proposed = 'candidate'
+        UNION ALL SELECT record_r, record_l FROM identity.link WHERE proposed = 'candidate'
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE affected_record AS
+        SELECT record_key FROM changed_record
+        UNION SELECT c.record_key FROM identity.cluster c
+              WHERE c.cluster_id IN (SELECT cluster_id FROM identity.cluster
+                                     WHERE record_key IN (SELECT record_key FROM changed_record))
+    """)
+    while True:
+        added = con.execute("""
+            INSERT INTO affected_record
+            SELECT DISTINCT c.record_key
+            FROM candidate_arc e
+            JOIN affected_record r ON r.record_key = e.a
+            JOIN identity.cluster reached ON reached.record_key = e.b
+            JOIN identity.cluster c ON c.cluster_id = reached.cluster_id
+            WHERE c.record_key NOT IN (SELECT record_key FROM affected_record)
+        """).fetchall()[0][0]
+        if not added:
+            return
+
+
+def _twin_changes(con: duckdb.DuckDBPyConnection) -> None:
+    """Add to changed_record the records whose twin-guard situation changed: a birth date
+    newly or no longer known to be twins', for their surname or postcode."""
+    con.execute("""
+        INSERT INTO changed_record
+        WITH moved AS (
+            (SELECT dob, key_kind, key_value FROM identity.twin_birth
+             EXCEPT SELECT dob, key_kind, key_value FROM twin_birth_before)
+            UNION
+            (SELECT dob, key_kind, key_value FROM twin_birth_before
+             EXCEPT SELECT dob, key_kind, key_value FROM identity.twin_birth))
+        SELECT DISTINCT s.record_key FROM identity.standardised_record s JOIN moved m ON m.dob = s.dob
+          AND ((m.key_kind = 'surname' AND m.key_value = s.surname) OR (m.key_kind = 'postcode' AND m.key_value = s.postcode))
+        EXCEPT SELECT record_key FROM changed_record
+    """)
+
+
 def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
                  threshold: float = MATCH_THRESHOLD, incremental: bool = True) -> LinkSummary:
     """identity.source_person -> identity.standardised_record, identity.link,
     identity.cluster (record_key, cluster_id). Reviewer decisions are read from
-    identity.review_decision when that table exists."""
+    identity.review_decision when that table exists.
+
+    Incrementally (an earlier run's tables exist and few records changed), only changed
+    records are standardised and scored, only pairs touching them are re-examined, and
+    only the components of the link graph holding them are clustered again; a run that
+    imports reviewer decisions, or follows an older version's tables, does everything."""
     seconds = {}
     t = time.perf_counter()
-    standardise(con)
+    con.execute("CREATE TABLE IF NOT EXISTS identity.review_decision ("
+                "record_l VARCHAR, record_r VARCHAR, decision VARCHAR, reviewer VARCHAR, "
+                "decided_at TIMESTAMPTZ, imported_run VARCHAR)")
+    resumable = (incremental and "proposed" in _columns(con, "identity", "link")
+                 and _columns(con, "identity", "cluster") and _columns(con, "identity", "twin_birth")
+                 and "threshold" in _columns(con, "identity", "link_state")
+                 and con.sql("SELECT threshold FROM identity.link_state").fetchall() == [(threshold,)])
+    changed = standardise(con, incremental=bool(resumable))
     seconds["standardise"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    if changed is not None:
+        con.execute("CREATE OR REPLACE TEMP TABLE twin_birth_before AS SELECT * FROM identity.twin_birth")
     run_sql_file(con, "deterministic_edges.sql")
     run_sql_file(con, "twin_guard.sql")
     seconds["deterministic"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    scored, mode = score_pairs(con, model, incremental)
+    scored, mode = score_pairs(con, model, changed)
     seconds["splink"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    con.execute("CREATE TABLE IF NOT EXISTS identity.review_decision ("
-                "record_l VARCHAR, record_r VARCHAR, decision VARCHAR, reviewer VARCHAR, "
-                "decided_at TIMESTAMPTZ, imported_run VARCHAR)")
     con.execute(f"SET VARIABLE match_threshold = {threshold}")
-    run_sql_file(con, "candidate_edges.sql")
-    records = con.sql("SELECT record_key, nhs_number, upn, former_upn FROM identity.standardised_record "
-                      "ORDER BY record_key").fetchall()
+    con.execute("ALTER TABLE identity.link_state ADD COLUMN IF NOT EXISTS threshold DOUBLE")
+    con.execute("UPDATE identity.link_state SET threshold = ?", [threshold])
+    if mode == "incremental":
+        _twin_changes(con)
+        # pairs touching a changed record, and any evidence the last run did not hold
+        pairs = ("(p.record_l IN (SELECT record_key FROM changed_record) "
+                 "OR p.record_r IN (SELECT record_key FROM changed_record) "
+                 "OR NOT EXISTS (SELECT 1 FROM identity.link o WHERE o.record_l = p.record_l AND o.record_r = p.record_r))")
+        run_sql_file(con, "candidate_edges.sql", target="link_delta", pairs=pairs)
+        con.execute(f"""
+            CREATE OR REPLACE TABLE identity.link AS
+            SELECT * REPLACE (proposed AS status) FROM identity.link
+            WHERE NOT {TOUCHING}
+              AND NOT EXISTS (SELECT 1 FROM link_delta d WHERE d.record_l = identity.link.record_l
+                                                           AND d.record_r = identity.link.record_r)
+              AND record_l IN (SELECT record_key FROM identity.standardised_record)
+              AND record_r IN (SELECT record_key FROM identity.standardised_record)
+            UNION ALL SELECT * FROM link_delta""")
+        _affected_records(con)
+        scope = "record_key IN (SELECT record_key FROM affected_record)"
+    else:
+        run_sql_file(con, "candidate_edges.sql", target="identity.link", pairs="true")
+        scope = "true"
+    records = con.sql(f"SELECT record_key, nhs_number, upn, former_upn FROM identity.standardised_record "
+                      f"WHERE {scope} ORDER BY record_key").fetchall()
     index = {key: i for i, (key, *_) in enumerate(records)}
     nhs = {i: r[1] for i, r in enumerate(records) if r[1]}
     upn = {i: {u for u in r[2:] if u} for i, r in enumerate(records) if r[2] or r[3]}
-    edges = con.sql("SELECT record_l, record_r FROM identity.link WHERE status = 'candidate' "
+    edge_scope = "true" if scope == "true" else "record_l IN (SELECT record_key FROM affected_record)"
+    edges = con.sql(f"SELECT record_l, record_r FROM identity.link WHERE proposed = 'candidate' AND {edge_scope} "
                     "ORDER BY priority, match_probability DESC, record_l, record_r").fetchall()
     cannot = con.sql("SELECT record_l, record_r FROM identity.current_review_decision "
                      "WHERE decision = 'not a match'").fetchall()
@@ -199,29 +337,40 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
         "reason": [None] * len(outcome.accepted) + [reason for _, reason in outcome.refused],
     }, schema=pa.schema([("record_l", pa.string()), ("record_r", pa.string()),
                          ("outcome", pa.string()), ("reason", pa.string())]))
-    clusters = pa.table({"record_key": keys, "cluster_id": [keys[c] for c in outcome.cluster_of]})
+    clusters = pa.table({"record_key": pa.array(keys, pa.string()),
+                         "cluster_id": pa.array([keys[c] for c in outcome.cluster_of], pa.string())})
     con.register("edge_outcome", edge_outcome)
     con.register("clusters_arrow", clusters)
-    con.execute("""
+    in_scope = "true" if scope == "true" else "k.record_l IN (SELECT record_key FROM affected_record)"
+    con.execute(f"""
         CREATE OR REPLACE TABLE identity.link AS
         SELECT k.* REPLACE (
-                   CASE WHEN k.status <> 'candidate' THEN k.status
+                   CASE WHEN NOT ({in_scope}) THEN k.status
+                        WHEN k.proposed <> 'candidate' THEN k.proposed
                         ELSE coalesce(o.outcome, 'redundant') END AS status,
-                   coalesce(o.reason, k.reason) AS reason)
+                   CASE WHEN NOT ({in_scope}) THEN k.reason ELSE coalesce(o.reason, k.reason) END AS reason)
         FROM identity.link k
-        LEFT JOIN edge_outcome o ON k.status = 'candidate' AND k.record_l = o.record_l AND k.record_r = o.record_r
+        LEFT JOIN edge_outcome o ON k.proposed = 'candidate' AND k.record_l = o.record_l AND k.record_r = o.record_r
     """)
-    con.execute("CREATE OR REPLACE TABLE identity.cluster AS SELECT * FROM clusters_arrow")
+    if scope == "true":
+        con.execute("CREATE OR REPLACE TABLE identity.cluster AS SELECT * FROM clusters_arrow")
+    else:
+        con.execute("""CREATE OR REPLACE TABLE identity.cluster AS
+                       SELECT * FROM identity.cluster
+                       WHERE record_key NOT IN (SELECT record_key FROM affected_record)
+                         AND record_key IN (SELECT record_key FROM identity.standardised_record)
+                       UNION ALL SELECT * FROM clusters_arrow""")
     con.unregister("edge_outcome")
     con.unregister("clusters_arrow")
     seconds["cluster"] = time.perf_counter() - t
 
     counts = con.sql("""
-        SELECT (SELECT count(DISTINCT cluster_id) FROM identity.cluster),
+        SELECT (SELECT count(*) FROM identity.standardised_record),
+               (SELECT count(DISTINCT cluster_id) FROM identity.cluster),
                (SELECT count(*) FROM identity.deterministic_edge WHERE accepted),
                (SELECT count(*) FROM identity.link WHERE status = 'grey zone'),
                (SELECT count(*) FROM identity.link WHERE status = 'refused')
     """).fetchall()[0]
-    return LinkSummary(records=len(records), clusters=counts[0], deterministic_edges=counts[1],
-                       scored_pairs=scored, mode=mode, grey_zone_pairs=counts[2], refused_edges=counts[3],
+    return LinkSummary(records=counts[0], clusters=counts[1], deterministic_edges=counts[2],
+                       scored_pairs=scored, mode=mode, grey_zone_pairs=counts[3], refused_edges=counts[4],
                        seconds=seconds)

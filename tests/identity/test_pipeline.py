@@ -15,7 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from assets.identity.engine import run_identity
+from assets.identity.engine import assign_persons, run_identity
+from assets.identity.link import link_records, run_sql_file
 from assets.identity.evaluate import evaluate_identity
 from sources.ingest import ingest
 
@@ -229,3 +230,28 @@ def sha256_of(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_incremental_link_of_the_next_day_equals_a_full_relink(small_city, tmp_path):
+    """Linking only what the newest day changed gives the same persons, with the same
+    keys, as re-linking everyone."""
+    city, _summary = small_city
+    newest = max(p.name for p in (city / "landing").glob("*/*") if (p / "_manifest.json").exists())
+    earlier = tmp_path / "earlier"
+    for drop in (city / "landing").glob("*/*"):
+        if (drop / "_manifest.json").exists() and (drop.name != newest or len(list(drop.parent.iterdir())) == 1):
+            shutil.copytree(drop, earlier / drop.parent.name / drop.name)
+    database = tmp_path / "build.duckdb"
+    with duckdb.connect(str(database)) as con:
+        ingest(con, earlier, tmp_path / "staged")
+        assert run_identity(con, "day-1", tmp_path / "review")["mode"] == "full"
+        ingest(con, city / "landing", tmp_path / "staged")
+    shutil.copyfile(database, tmp_path / "relinked.duckdb")
+    with duckdb.connect(str(database)) as con:
+        assert run_identity(con, "day-2", tmp_path / "review")["mode"] == "incremental"
+        incremental = keys(con)
+    with duckdb.connect(str(tmp_path / "relinked.duckdb")) as con:
+        run_sql_file(con, "source_person.sql")
+        assert link_records(con, incremental=False).mode == "full"
+        assign_persons(con, "day-2")
+        assert keys(con) == incremental

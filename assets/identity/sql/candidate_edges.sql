@@ -6,6 +6,9 @@
 -- status: 'candidate' (clustering decides: accepted / redundant / refused),
 --         'refused' before clustering (identifier contradicted by birth date or sex, or
 --         held back by the twin guard), or 'grey zone' (below the threshold: review).
+-- proposed keeps the status before clustering, so a later run can re-cluster from it.
+-- ${target} and ${pairs} (a condition on the pair p) let an incremental run rebuild only
+-- pairs touching changed records.
 -- Needs the variable match_threshold.
 CREATE OR REPLACE VIEW identity.current_review_decision AS
 SELECT least(record_l, record_r) AS record_l, greatest(record_l, record_r) AS record_r,
@@ -14,13 +17,13 @@ FROM identity.review_decision
 QUALIFY row_number() OVER (PARTITION BY least(record_l, record_r), greatest(record_l, record_r)
                            ORDER BY decided_at DESC) = 1;
 
-CREATE OR REPLACE TABLE identity.link AS
+CREATE OR REPLACE TABLE ${target} AS
 WITH
 reviewed AS (
     SELECT record_l, record_r, 0 AS priority, 'reviewer: match' AS link_rule, 1.0 AS match_probability,
            'a reviewer (' || coalesce(reviewer, 'unnamed') || ') decided these records are one person' AS explanation,
            'candidate' AS status, NULL AS reason
-    FROM identity.current_review_decision WHERE decision = 'match'
+    FROM identity.current_review_decision AS p WHERE decision = 'match' AND ${pairs}
 ),
 shared_identifier AS (
     SELECT d.record_l, d.record_r, 1, d.link_rule, coalesce(s.match_probability, 1.0),
@@ -28,7 +31,7 @@ shared_identifier AS (
                                ELSE '; but ' || d.contradiction END,
            CASE WHEN d.accepted THEN 'candidate' ELSE 'refused' END,
            CASE WHEN NOT d.accepted THEN d.link_rule || ' but ' || d.contradiction END
-    FROM identity.deterministic_edge d
+    FROM (SELECT * FROM identity.deterministic_edge AS p WHERE ${pairs}) d
     LEFT JOIN identity.scored_pair s USING (record_l, record_r)
 ),
 guarded AS (
@@ -60,7 +63,7 @@ guarded AS (
                      AND list_has_any(t.shared_forenames, [l.forename, r.forename])))
             THEN 'twin guard: a known twin''s birth date and the names do not tell the twins apart'
         END END AS guard_reason
-    FROM identity.scored_pair s
+    FROM (SELECT * FROM identity.scored_pair AS p WHERE ${pairs}) s
     JOIN identity.standardised_record l ON l.record_key = s.record_l
     JOIN identity.standardised_record r ON r.record_key = s.record_r
     LEFT JOIN (
@@ -78,7 +81,7 @@ probabilistic AS (
            CASE WHEN match_probability >= getvariable('match_threshold') THEN guard_reason END
     FROM guarded
 )
-SELECT * FROM (
+SELECT *, status AS proposed FROM (
     SELECT * FROM reviewed UNION ALL SELECT * FROM shared_identifier UNION ALL SELECT * FROM probabilistic
 )
 QUALIFY row_number() OVER (

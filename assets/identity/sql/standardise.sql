@@ -1,6 +1,7 @@
 -- identity.standardised_record: one row per source record (grain: record_key), holding the
 -- folded, validated values that linking compares. Reads identity.source_person (the
--- standard schema) and identity.nickname (formal, nickname). Needs sources/sql/macros.sql.
+-- standard schema; ${source} and ${target} let a run standardise only changed rows) and
+-- identity.nickname (formal, nickname). Needs sources/sql/macros.sql.
 --
 -- Names: accents and letters Windows-1252 cannot hold are folded to ASCII ('?' left by the
 -- legacy system is dropped), case and spacing are normalised, apostrophes removed so that
@@ -21,7 +22,7 @@ CREATE OR REPLACE MACRO sex_code(v) AS CASE upper(trim(v))
     WHEN 'M' THEN 'M' WHEN 'MALE' THEN 'M' WHEN '1' THEN 'M'
     WHEN 'F' THEN 'F' WHEN 'FEMALE' THEN 'F' WHEN '2' THEN 'F' END;
 
-CREATE OR REPLACE TABLE identity.standardised_record AS
+CREATE OR REPLACE TABLE ${target} AS
 WITH folded AS (
     SELECT
         system || '/' || table_name || '/' || record_id AS record_key,
@@ -41,8 +42,10 @@ WITH folded AS (
         upper(trim(former_upn)) AS former_upn_u,
         nullif(trim(CAST(csc_id AS VARCHAR)), '') AS csc_id,
         coalesce(is_deleted, false) AS is_deleted,
+        -- the source row as delivered: an unchanged one is not standardised again
+        hash(sp) AS source_hash,
         CASE lower(trim(role)) WHEN 'child' THEN 'child' WHEN 'adult' THEN 'adult' END AS role
-    FROM identity.source_person
+    FROM ${source} AS sp
 ),
 split AS (
     SELECT *,
@@ -96,6 +99,7 @@ SELECT
     csc_id,
     role,
     is_deleted,
+    source_hash,
     -- what linking compares: a record whose hash is unchanged needs no new scores
     hash(forename, middle_names, surname, alt_forename, alt_surname, dob, dob_estimated, sex,
          postcode_f, address, uprn, nhs_d, upn_u, former_upn_u, csc_id, role) AS record_hash
