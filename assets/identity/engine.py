@@ -161,11 +161,13 @@ def record_metrics(con: duckdb.DuckDBPyConnection, run_id: str, extra: dict) -> 
     con.executemany("INSERT INTO audit.identity_metric VALUES (?, ?, ?, now())", rows)
 
 
-def assign_persons(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """Clusters -> stable person keys, person_record, person and the review queue."""
+def assign_persons(con: duckdb.DuckDBPyConnection, run_id: str, mode: str = "full") -> None:
+    """Clusters -> stable person keys, person_record, person and the review queue. After
+    an incremental link only the records clustered again (affected_record) are revisited."""
     con.execute("SET VARIABLE run_id = ?", [run_id])
-    run_sql_file(con, "person_keys.sql")
-    run_sql_file(con, "person_record.sql")
+    scope = "record_key IN (SELECT record_key FROM affected_record)" if mode == "incremental" else "true"
+    run_sql_file(con, "person_keys.sql", scope=scope)
+    run_sql_file(con, "person_record.sql", scope=scope)
     run_sql_file(con, "review_queue.sql")
 
 
@@ -182,7 +184,7 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
     imported = import_review_decisions(con, review_dir, run_id)
     # a reviewer's decision can join or split any component: then re-examine everything
     summary = link_records(con, model, threshold, incremental=imported["decisions"] == 0)
-    assign_persons(con, run_id)
+    assign_persons(con, run_id, summary.mode)
     queue = export_review_queue(con, review_dir)
     t = time.perf_counter()
     families = build_families(con, run_id)

@@ -300,15 +300,12 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
                  "OR p.record_r IN (SELECT record_key FROM changed_record) "
                  "OR NOT EXISTS (SELECT 1 FROM identity.link o WHERE o.record_l = p.record_l AND o.record_r = p.record_r))")
         run_sql_file(con, "candidate_edges.sql", target="link_delta", pairs=pairs)
+        # in place: the link table is wide (explanations) and mostly unchanged
         con.execute(f"""
-            CREATE OR REPLACE TABLE identity.link AS
-            SELECT * REPLACE (proposed AS status) FROM identity.link
-            WHERE NOT {TOUCHING}
-              AND NOT EXISTS (SELECT 1 FROM link_delta d WHERE d.record_l = identity.link.record_l
-                                                           AND d.record_r = identity.link.record_r)
-              AND record_l IN (SELECT record_key FROM identity.standardised_record)
-              AND record_r IN (SELECT record_key FROM identity.standardised_record)
-            UNION ALL SELECT * FROM link_delta""")
+            DELETE FROM identity.link k
+            WHERE {TOUCHING.replace("record_l", "k.record_l").replace("record_r", "k.record_r")}
+               OR EXISTS (SELECT 1 FROM link_delta d WHERE d.record_l = k.record_l AND d.record_r = k.record_r)""")
+        con.execute("INSERT INTO identity.link SELECT * FROM link_delta")
         _affected_records(con)
         scope = "record_key IN (SELECT record_key FROM affected_record)"
     else:
@@ -341,16 +338,14 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
                          "cluster_id": pa.array([keys[c] for c in outcome.cluster_of], pa.string())})
     con.register("edge_outcome", edge_outcome)
     con.register("clusters_arrow", clusters)
-    in_scope = "true" if scope == "true" else "k.record_l IN (SELECT record_key FROM affected_record)"
-    con.execute(f"""
-        CREATE OR REPLACE TABLE identity.link AS
-        SELECT k.* REPLACE (
-                   CASE WHEN NOT ({in_scope}) THEN k.status
-                        WHEN k.proposed <> 'candidate' THEN k.proposed
-                        ELSE coalesce(o.outcome, 'redundant') END AS status,
-                   CASE WHEN NOT ({in_scope}) THEN k.reason ELSE coalesce(o.reason, k.reason) END AS reason)
-        FROM identity.link k
-        LEFT JOIN edge_outcome o ON k.proposed = 'candidate' AND k.record_l = o.record_l AND k.record_r = o.record_r
+    # clustering decides the fate of every candidate in scope: accepted, refused, or
+    # redundant (its records were already joined by stronger links)
+    in_scope = "true" if scope == "true" else "record_l IN (SELECT record_key FROM affected_record)"
+    con.execute(f"UPDATE identity.link SET status = 'redundant', reason = NULL "
+                f"WHERE proposed = 'candidate' AND {in_scope}")
+    con.execute("""
+        UPDATE identity.link AS k SET status = o.outcome, reason = coalesce(o.reason, k.reason)
+        FROM edge_outcome o WHERE k.record_l = o.record_l AND k.record_r = o.record_r
     """)
     if scope == "true":
         con.execute("CREATE OR REPLACE TABLE identity.cluster AS SELECT * FROM clusters_arrow")

@@ -12,6 +12,8 @@
 --   split  an old key carried forward while some of its records now form or joined
 --          another person (key = old key, other_key = the person that took them).
 -- Re-running on unchanged data issues no key and records no event.
+-- ${scope} limits the vote to the records an incremental run clustered again (every
+-- other record keeps its key); a whole old cluster is always inside or outside it.
 -- Needs the variable run_id.
 CREATE TABLE IF NOT EXISTS identity.person_registry (
     record_key VARCHAR PRIMARY KEY, person_key VARCHAR, first_run VARCHAR, last_run VARCHAR);
@@ -21,7 +23,7 @@ CREATE TABLE IF NOT EXISTS identity.link_event (
 
 CREATE OR REPLACE TEMP TABLE person_vote AS
 SELECT c.cluster_id, g.person_key AS old_key, count(*) AS votes
-FROM identity.cluster c JOIN identity.person_registry g USING (record_key)
+FROM (SELECT * FROM identity.cluster WHERE ${scope}) c JOIN identity.person_registry g USING (record_key)
 GROUP BY ALL;
 
 CREATE OR REPLACE TEMP TABLE person_key_of_cluster AS
@@ -34,7 +36,7 @@ kept AS (
     QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY votes DESC, old_key) = 1
 ),
 issued AS (SELECT coalesce(max(CAST(substr(person_key, 2) AS BIGINT)), 0) AS last FROM identity.person_registry),
-clusters AS (SELECT DISTINCT cluster_id FROM identity.cluster)
+clusters AS (SELECT DISTINCT cluster_id FROM identity.cluster WHERE ${scope})
 SELECT c.cluster_id,
        coalesce(k.old_key, 'P' || lpad(CAST((SELECT last FROM issued)
            + row_number() OVER (PARTITION BY k.old_key IS NULL ORDER BY c.cluster_id) AS VARCHAR), 10, '0')) AS person_key,
@@ -62,5 +64,5 @@ FROM (
 
 INSERT INTO identity.person_registry
 SELECT c.record_key, k.person_key, getvariable('run_id'), getvariable('run_id')
-FROM identity.cluster c JOIN person_key_of_cluster k USING (cluster_id)
+FROM (SELECT * FROM identity.cluster WHERE ${scope}) c JOIN person_key_of_cluster k USING (cluster_id)
 ON CONFLICT (record_key) DO UPDATE SET person_key = excluded.person_key, last_run = excluded.last_run;

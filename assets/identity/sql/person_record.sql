@@ -4,7 +4,25 @@
 -- 'only record' for a person known from one record.
 -- identity.person: one row per person_key, with the values the most trusted system holds
 -- (health, then education, social care, early help, the MASH) and where it is known.
-CREATE OR REPLACE TABLE identity.person_record AS
+-- ${scope} limits the rebuild to the records an incremental run clustered again, and
+-- to the persons they belonged to before or belong to now.
+CREATE TABLE IF NOT EXISTS identity.person_record (
+    person_key VARCHAR, system VARCHAR, table_name VARCHAR, record_id VARCHAR,
+    match_probability DOUBLE, link_rule VARCHAR, explanation VARCHAR, record_key VARCHAR);
+CREATE TABLE IF NOT EXISTS identity.person (
+    person_key VARCHAR, forename VARCHAR, surname VARCHAR, dob DATE, sex VARCHAR, postcode VARCHAR,
+    nhs_number VARCHAR, upn VARCHAR, records BIGINT, systems VARCHAR[], system_count BIGINT,
+    known_as_child BOOLEAN);
+CREATE TEMP TABLE IF NOT EXISTS person_in_scope (person_key VARCHAR);
+DELETE FROM person_in_scope;
+INSERT INTO person_in_scope
+SELECT person_key FROM identity.person_registry WHERE ${scope}
+UNION SELECT person_key FROM identity.person_record WHERE ${scope};
+
+DELETE FROM identity.person_record
+WHERE ${scope} OR record_key NOT IN (SELECT record_key FROM identity.standardised_record);
+
+INSERT INTO identity.person_record
 WITH touching AS (
     SELECT record_l AS record_key, priority, link_rule, match_probability, explanation
     FROM identity.link WHERE status = 'accepted'
@@ -23,14 +41,18 @@ SELECT g.person_key, s.system, s.table_name, s.record_id,
        s.record_key
 FROM identity.standardised_record s
 JOIN identity.person_registry g USING (record_key)
-LEFT JOIN strongest t USING (record_key);
+LEFT JOIN strongest t USING (record_key)
+WHERE ${scope};
 
-CREATE OR REPLACE TABLE identity.person AS
+DELETE FROM identity.person WHERE person_key IN (SELECT person_key FROM person_in_scope);
+
+INSERT INTO identity.person
 WITH ranked AS (
     SELECT p.person_key, s.*,
            CASE s.system WHEN 'health' THEN 1 WHEN 'education' THEN 2 WHEN 'social_care' THEN 3
                          WHEN 'early_help' THEN 4 ELSE 5 END AS trust
     FROM identity.person_record p JOIN identity.standardised_record s USING (record_key)
+    WHERE p.person_key IN (SELECT person_key FROM person_in_scope)
 )
 SELECT person_key,
        arg_min(forename, trust) FILTER (WHERE forename IS NOT NULL) AS forename,
