@@ -19,6 +19,7 @@ connected components by label propagation (a loop of SQL statements).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -65,8 +66,13 @@ SOURCES: dict[str, tuple[str, dict[str, str]]] = {
 HISTORY_COLUMNS = {"valid_from": "DATE", "valid_to": "DATE"}
 
 
-def build_families(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
-    """Build households and families for this run; return counts of what was built."""
+def build_families(con: duckdb.DuckDBPyConnection, run_id: str, incremental: bool = True) -> dict:
+    """Build households and families for this run; return counts of what was built.
+
+    With incremental (the default) and the state the last run left (identity.fam_state_*,
+    written by the same SQL), only the families and households that the changed evidence
+    can reach are recomputed (see _incremental); the result is the same as a full rebuild.
+    counts["mode"] says which path ran: 'full', 'incremental' or 'unchanged'."""
     if not _exists(con, "identity.person_record"):
         raise ValueError("identity.person_record is missing: link persons before building families")
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
@@ -75,22 +81,21 @@ def build_families(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
                 "CAST(? AS TIMESTAMPTZ) AS recorded_at", [run_id, datetime.now(timezone.utc)])
     events_before = _count(con, "SELECT count(*) FROM identity.link_event WHERE entity = 'family'") \
         if _exists(con, "identity.link_event") else 0
+    state_ok = incremental and _state_valid(con)
+    if _exists(con, "identity.fam_state_meta"):
+        con.execute("DELETE FROM identity.fam_state_meta")  # a run that fails half way leaves no state
     _run(con, "families_residence.sql")
     _run(con, "families_evidence.sql")
     con.execute("CREATE OR REPLACE TEMP TABLE fam_nodes AS SELECT DISTINCT person_key FROM fam_src_person_record "
                 "WHERE person_key IS NOT NULL")
     con.execute("CREATE OR REPLACE TEMP TABLE fam_groups1 AS SELECT DISTINCT person_key, group_id "
                 "FROM fam_evidence WHERE links")
-    _components(con, "fam_groups1", "fam_comp1")
-    _run(con, "families_coresidence.sql")
-    con.execute("CREATE OR REPLACE TEMP TABLE fam_groups2 AS SELECT person_key, 'c1:' || comp AS group_id "
-                "FROM fam_comp1 UNION SELECT person_key, group_id FROM fam_co_group")
-    _components(con, "fam_groups2", "fam_comp2")
-    _run(con, "families_keys.sql")
-    _run(con, "families_members.sql")
+    mode = _incremental(con) if state_ok else _full(con)
+    _save_state(con, mode)
     events = con.execute("SELECT event_type, count(*) FROM identity.link_event WHERE entity = 'family' "
                          "AND run_id = ? GROUP BY event_type", [run_id]).fetchall()
     counts = {
+        "mode": mode,
         "households": _count(con, "SELECT count(DISTINCT household_key) FROM identity.household"),
         "household_rows": _count(con, "SELECT count(*) FROM identity.household"),
         "families": _count(con, "SELECT count(*) FROM identity.family"),
@@ -104,6 +109,200 @@ def build_families(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
     return counts
 
 
+def _full(con) -> str:
+    """Every household and family from scratch (the residences and evidence already built)."""
+    _run(con, "families_households.sql", residence="fam_residence", household_out="identity.household")
+    _components(con, "fam_groups1", "fam_comp1")
+    _run(con, "families_coresidence.sql")
+    _run(con, "families_cogroups.sql", cores="fam_cores")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_groups2 AS SELECT person_key, 'c1:' || comp AS group_id "
+                "FROM fam_comp1 UNION SELECT person_key, group_id FROM fam_co_group")
+    _components(con, "fam_groups2", "fam_comp2")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_key_kept (family_key VARCHAR)")
+    _run(con, "families_keys.sql")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_fk_all AS "
+                "SELECT f.person_key, k.family_key FROM fam_final f JOIN fam_key k USING (comp)")
+    _run(con, "families_members.sql", cores="fam_cores", family_member_out="identity.family_member",
+         family_out="identity.family")
+    return "full"
+
+
+def _changed(con) -> None:
+    """fam_chg_person: people whose residences, evidence (or that of anyone in the same
+    evidence group), role or presence differ from the last run; fam_chg_address: every
+    address at which any of them lived, then or now."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE fam_chg_group AS
+        SELECT group_id FROM (SELECT * FROM fam_evidence EXCEPT ALL SELECT * FROM identity.fam_state_evidence)
+        UNION SELECT group_id FROM (SELECT * FROM identity.fam_state_evidence EXCEPT ALL SELECT * FROM fam_evidence)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE fam_chg_person AS
+        SELECT person_key FROM (SELECT * FROM fam_residence EXCEPT ALL SELECT * FROM identity.fam_state_residence)
+        UNION SELECT person_key FROM (SELECT * FROM identity.fam_state_residence EXCEPT ALL SELECT * FROM fam_residence)
+        UNION SELECT person_key FROM fam_evidence WHERE group_id IN (SELECT group_id FROM fam_chg_group)
+        UNION SELECT person_key FROM identity.fam_state_evidence WHERE group_id IN (SELECT group_id FROM fam_chg_group)
+        UNION SELECT person_key FROM (SELECT * FROM fam_role EXCEPT SELECT * FROM identity.fam_state_role)
+        UNION SELECT person_key FROM (SELECT * FROM identity.fam_state_role EXCEPT SELECT * FROM fam_role)
+        UNION SELECT person_key FROM (SELECT person_key FROM fam_nodes EXCEPT SELECT person_key FROM identity.fam_state_final)
+        UNION SELECT person_key FROM (SELECT person_key FROM identity.fam_state_final EXCEPT SELECT person_key FROM fam_nodes)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE fam_chg_address AS
+        SELECT address_key FROM fam_residence WHERE person_key IN (SELECT person_key FROM fam_chg_person)
+        UNION SELECT address_key FROM identity.fam_state_residence
+        WHERE person_key IN (SELECT person_key FROM fam_chg_person)""")
+
+
+def _closure(con, table: str, steps: list[str]) -> None:
+    """Grow the one-column table of person keys by the given SELECTs (each may read
+    {table}) until nothing is added."""
+    n = _count(con, f"SELECT count(*) FROM {table}")
+    while True:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fam_grow AS SELECT person_key FROM {table} UNION "
+                    + " UNION ".join(s.format(t=table) for s in steps))
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE fam_grow RENAME TO {table}")
+        now = _count(con, f"SELECT count(*) FROM {table}")
+        if now == n:
+            return
+        n = now
+
+
+def _incremental(con) -> str:
+    """Recompute only what the changes reach, keeping every other row and key as it is.
+
+    Households: every address at which a changed person lived (then or now) is rebuilt
+    whole; the rest are left (an address whose residences did not change rebuilds to the
+    same spells and keys). Families: fam_x, the changed people closed over their old and
+    new relationship components, is re-componented (its relationship components are whole
+    components both before and after); fam_y adds the people whose co-residence
+    memberships changed and is closed over old families and new memberships, so it is a
+    union of old families and of new ones: its families are rebuilt and re-keyed, the
+    votes for their old keys all coming from inside it. Every other family keeps its key,
+    rows and members, and has its last_seen_run moved on as a full rebuild would."""
+    _changed(con)
+    if not _count(con, "SELECT count(*) FROM fam_chg_person"):
+        _carry_forward(con, everything=True)
+        return "unchanged"
+    con.execute("CREATE OR REPLACE TEMP VIEW fam_residence_scope AS SELECT * FROM fam_residence "
+                "WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
+    _run(con, "families_households.sql", residence="fam_residence_scope", household_out="fam_household_new")
+    con.execute("DELETE FROM identity.household WHERE household_key IN (SELECT household_key FROM "
+                "identity.household_registry WHERE address_key IN (SELECT address_key FROM fam_chg_address))")
+    con.execute("INSERT INTO identity.household SELECT * FROM fam_household_new")
+    # co-residence pairs at the rebuilt addresses; people whose pairs changed are changed too
+    _run(con, "families_coresidence.sql")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_cores_old AS SELECT * FROM identity.fam_state_cores "
+                "WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
+    con.execute("""
+        INSERT INTO fam_chg_person
+        SELECT p FROM (SELECT * FROM fam_cores EXCEPT ALL SELECT * FROM fam_cores_old)
+        UNION SELECT p FROM (SELECT * FROM fam_cores_old EXCEPT ALL SELECT * FROM fam_cores)
+        EXCEPT SELECT person_key FROM fam_chg_person""")
+    con.execute("DELETE FROM identity.fam_state_cores WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
+    con.execute("INSERT INTO identity.fam_state_cores SELECT * FROM fam_cores")
+    # relationship components
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_x AS SELECT person_key FROM fam_chg_person")
+    _closure(con, "fam_x", [
+        "SELECT s.person_key FROM identity.fam_state_comp1 s WHERE s.comp IN "
+        "(SELECT comp FROM identity.fam_state_comp1 WHERE person_key IN (SELECT person_key FROM {t}))",
+        "SELECT g.person_key FROM fam_groups1 g WHERE g.group_id IN "
+        "(SELECT group_id FROM fam_groups1 WHERE person_key IN (SELECT person_key FROM {t}))"])
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_scope_nodes AS SELECT person_key FROM fam_nodes "
+                "WHERE person_key IN (SELECT person_key FROM fam_x)")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_scope_groups AS SELECT * FROM fam_groups1 "
+                "WHERE person_key IN (SELECT person_key FROM fam_x)")
+    _components(con, "fam_scope_groups", "fam_comp1_x", nodes="fam_scope_nodes")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE fam_comp1 AS
+        SELECT * FROM identity.fam_state_comp1 WHERE person_key NOT IN (SELECT person_key FROM fam_x)
+        UNION ALL SELECT * FROM fam_comp1_x""")
+    _run(con, "families_cogroups.sql", cores="identity.fam_state_cores")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_groups2 AS SELECT person_key, 'c1:' || comp AS group_id "
+                "FROM fam_comp1 UNION SELECT person_key, group_id FROM fam_co_group")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE fam_y AS
+        SELECT person_key FROM fam_x UNION SELECT person_key FROM fam_chg_person
+        UNION SELECT person_key FROM (SELECT * FROM fam_groups2 EXCEPT SELECT * FROM identity.fam_state_groups2)
+        UNION SELECT person_key FROM (SELECT * FROM identity.fam_state_groups2 EXCEPT SELECT * FROM fam_groups2)""")
+    _closure(con, "fam_y", [
+        "SELECT s.person_key FROM identity.fam_state_final s WHERE s.family_key IN "
+        "(SELECT family_key FROM identity.fam_state_final WHERE person_key IN (SELECT person_key FROM {t}))",
+        "SELECT g.person_key FROM fam_groups2 g WHERE g.group_id IN "
+        "(SELECT group_id FROM fam_groups2 WHERE person_key IN (SELECT person_key FROM {t}))"])
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_scope_nodes AS SELECT person_key FROM fam_nodes "
+                "WHERE person_key IN (SELECT person_key FROM fam_y)")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_scope_groups AS SELECT * FROM fam_groups2 "
+                "WHERE person_key IN (SELECT person_key FROM fam_y)")
+    _components(con, "fam_scope_groups", "fam_comp2", nodes="fam_scope_nodes")
+    # keys: families outside fam_y keep theirs
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_key_kept AS SELECT DISTINCT family_key FROM "
+                "identity.fam_state_final WHERE person_key NOT IN (SELECT person_key FROM fam_y)")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_old_keys AS SELECT DISTINCT family_key FROM "
+                "identity.fam_state_final WHERE person_key IN (SELECT person_key FROM fam_y)")
+    _run(con, "families_keys.sql")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE fam_fk_all AS
+        SELECT f.person_key, k.family_key FROM fam_final f JOIN fam_key k USING (comp)
+        UNION ALL
+        SELECT person_key, family_key FROM identity.fam_state_final WHERE person_key NOT IN (SELECT person_key FROM fam_y)""")
+    _run(con, "families_members.sql", cores="identity.fam_state_cores", family_member_out="fam_member_new",
+         family_out="fam_family_new")
+    con.execute("DELETE FROM identity.family_member WHERE person_key IN (SELECT person_key FROM fam_y)")
+    con.execute("INSERT INTO identity.family_member SELECT * FROM fam_member_new")
+    con.execute("DELETE FROM identity.family WHERE family_key IN (SELECT family_key FROM fam_old_keys)")
+    _carry_forward(con, everything=False)
+    con.execute("INSERT INTO identity.family SELECT * FROM fam_family_new")
+    return "incremental"
+
+
+def _carry_forward(con, everything: bool) -> None:
+    """What a full rebuild does to households and families it leaves as they were: their
+    registry rows and identity.family are marked seen in this run. With everything, that
+    is all of them; else those outside fam_y (the rest were just rebuilt)."""
+    con.execute("UPDATE identity.household_registry SET last_seen_run = (SELECT run_id FROM fam_run) "
+                "WHERE household_key IN (SELECT household_key FROM identity.household)")
+    kept = "SELECT family_key FROM identity.family" if everything else "SELECT family_key FROM fam_key_kept"
+    con.execute(f"UPDATE identity.family_registry SET last_seen_run = (SELECT run_id FROM fam_run), "
+                f"updated_at = (SELECT recorded_at FROM fam_run) WHERE family_key IN ({kept})")
+    con.execute(f"UPDATE identity.family SET last_seen_run = (SELECT run_id FROM fam_run) "
+                f"WHERE family_key IN ({kept})")
+    scope = "" if everything else " AND person_key NOT IN (SELECT person_key FROM fam_y)"
+    con.execute("UPDATE identity.family_registry_member SET last_seen_run = (SELECT run_id FROM fam_run) "
+                f"WHERE person_key IN (SELECT person_key FROM fam_nodes){scope}")
+
+
+STATE = ("fam_state_residence", "fam_state_evidence", "fam_state_role", "fam_state_cores", "fam_state_comp1",
+         "fam_state_groups2", "fam_state_final", "fam_state_meta")
+
+
+def _version() -> str:
+    text = "".join((SQL_DIR / n).read_text() for n in sorted(p.name for p in SQL_DIR.glob("families_*.sql")))
+    return hashlib.sha256(f"{text}|{HOUSEHOLD_CAP}|{FAMILY_CAP}|{Path(__file__).read_text()}".encode()).hexdigest()
+
+
+def _state_valid(con) -> bool:
+    """The state of the last run is there, complete and written by this code."""
+    needed = [f"identity.{t}" for t in STATE] + ["identity.household", "identity.family",
+                                                  "identity.family_member", "identity.household_registry",
+                                                  "identity.family_registry", "identity.family_registry_member"]
+    if not all(_exists(con, t) for t in needed):
+        return False
+    return bool(_count(con, "SELECT count(*) FROM identity.fam_state_meta WHERE version = ?", [_version()]))
+
+
+def _save_state(con, mode: str) -> None:
+    """Keep what the next run compares against (the pairs were already updated in place)."""
+    if mode != "unchanged":  # nothing changed: the state stands
+        for state, temp in (("fam_state_residence", "fam_residence"), ("fam_state_evidence", "fam_evidence"),
+                            ("fam_state_role", "fam_role"), ("fam_state_comp1", "fam_comp1"),
+                            ("fam_state_groups2", "fam_groups2"), ("fam_state_final", "fam_fk_all")):
+            con.execute(f"CREATE OR REPLACE TABLE identity.{state} AS SELECT * FROM {temp}")
+    if mode == "full":
+        con.execute("CREATE OR REPLACE TABLE identity.fam_state_cores AS SELECT * FROM fam_cores")
+    con.execute("CREATE OR REPLACE TABLE identity.fam_state_meta AS SELECT CAST(? AS VARCHAR) AS version, "
+                "(SELECT run_id FROM fam_run) AS run_id", [_version()])
+
+
 def _bind_sources(con) -> None:
     for view, (table, columns) in SOURCES.items():
         cols = dict(columns) if table.startswith("identity.") else {**columns, **HISTORY_COLUMNS}
@@ -115,7 +314,7 @@ def _bind_sources(con) -> None:
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {select} WHERE false")
 
 
-def _components(con, groups: str, out: str) -> None:
+def _components(con, groups: str, out: str, nodes: str = "fam_nodes") -> None:
     """Connected components of fam_nodes joined through shared groups: out(person_key, comp),
     comp being the smallest person_key of the component (temporary; never published).
 
@@ -125,7 +324,7 @@ def _components(con, groups: str, out: str) -> None:
     groups. Only people in some group take part; the others are components of their own.
     Labels never grow, so a round that leaves their sum unchanged changed nothing."""
     con.execute("CREATE OR REPLACE TEMP TABLE fam_cc_node AS "
-                "SELECT person_key, CAST(row_number() OVER (ORDER BY person_key) AS INTEGER) AS id FROM fam_nodes")
+                f"SELECT person_key, CAST(row_number() OVER (ORDER BY person_key) AS INTEGER) AS id FROM {nodes}")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE fam_cc_edge AS
         SELECT DISTINCT n.id, CAST(dense_rank() OVER (ORDER BY m.group_id) AS INTEGER) AS g
@@ -149,9 +348,10 @@ def _components(con, groups: str, out: str) -> None:
         FROM fam_cc_node n LEFT JOIN fam_cc_label l USING (id) LEFT JOIN fam_cc_node c ON c.id = l.comp""")
 
 
-def _run(con, name: str) -> None:
+def _run(con, name: str, **params: str) -> None:
     sql = (SQL_DIR / name).read_text()
-    sql = sql.replace("${household_cap}", str(HOUSEHOLD_CAP)).replace("${family_cap}", str(FAMILY_CAP))
+    for key, value in {"household_cap": str(HOUSEHOLD_CAP), "family_cap": str(FAMILY_CAP), **params}.items():
+        sql = sql.replace("${" + key + "}", value)
     con.execute(sql)
 
 

@@ -6,6 +6,8 @@ reads, into a temporary DuckDB file, with a stand-in identity.person_record.
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import pytest
 
@@ -233,3 +235,55 @@ def test_missing_source_tables_read_as_empty_and_person_record_is_required(tmp_p
     con = make_db(tmp_path / "w2.duckdb", [("P1", "mash", "contacts", "MC1:1")])
     counts = build_families(con, "run-1")
     assert counts["families"] == 1 and counts["households"] == 0
+
+
+def _published(con) -> dict[str, set]:
+    """Every output a full rebuild writes, minus the columns that differ by wall clock or uuid."""
+    queries = {t: f"SELECT * FROM identity.{t}" for t in ("household", "family_member", "family",
+                                                           "family_registry_member", "household_registry")}
+    queries["family_registry"] = "SELECT * EXCLUDE (updated_at) FROM identity.family_registry"
+    queries["link_event"] = "SELECT * EXCLUDE (event_id, recorded_at) FROM identity.link_event"
+    return {t: sorted(con.execute(q).fetchall(), key=repr) for t, q in queries.items()}
+
+
+def test_incremental_run_equals_a_full_rebuild_and_an_unchanged_run_is_fast_path(tmp_path):
+    # run 1: the mother's family plus an unrelated household that must be left alone
+    records = MOTHER_RECORDS + [("P_OTHER", "social_care", "ssd_person", "1000009"),
+                                ("P_OTHER2", "social_care", "ssd_person", "1000008")]
+    tables = {**MOTHER_TABLES, "sc_address": [
+        {"addr_table_id": "a1", "addr_person_id": "1000001", "addr_address_start_date": "2024-01-01",
+         "addr_address_postcode": "KM1 1AA", "addr_address_json": addr("100000001")},
+        {"addr_table_id": "a9", "addr_person_id": "1000009", "addr_address_start_date": "2023-01-01",
+         "addr_address_postcode": "KM9 9ZZ", "addr_address_json": addr("100000009", "3", "Oak Road")},
+        {"addr_table_id": "a8", "addr_person_id": "1000008", "addr_address_start_date": "2023-01-01",
+         "addr_address_postcode": "KM9 9ZZ", "addr_address_json": addr("100000009", "3", "Oak Road")}]}
+    con = make_db(tmp_path / "w.duckdb", records, **tables)
+    assert build_families(con, "run-1")["mode"] == "full"
+    other_key = families(con)["P_OTHER"]
+    # run 2 (no change): nothing recomputed, no event, last_seen_run moves on as a full rebuild would
+    counts = build_families(con, "run-2")
+    assert counts["mode"] == "unchanged" and counts["events"] == 0
+    assert con.execute("SELECT DISTINCT last_seen_run FROM identity.family").fetchall() == [("run-2",)]
+    # a new child joins early help family 10001; the mother moves house
+    con.execute("INSERT INTO identity.person_record VALUES ('P_KID3', 'early_help', 'FAMILY_MEMBERS', '200003', "
+                "1.0, 'test', 'test')")
+    write(con, "eh_family_members", [{"FAMILY_ID": "10001", "PERSON_ID": "200003", "ROLE": "CHILD",
+                                      "FROM_DATE": "2025-01-10", "valid_from": "2025-01-12"}], replace=False)
+    con.execute("UPDATE history.social_care__ssd_address SET addr_address_end_date = DATE '2025-01-01' "
+                "WHERE addr_table_id = 'a1'")
+    write(con, "sc_address", [{"addr_table_id": "a2", "addr_person_id": "1000001",
+                               "addr_address_start_date": "2025-01-01", "addr_address_postcode": "KM2 2BB",
+                               "addr_address_json": addr("100000002", "7", "New Street"),
+                               "valid_from": "2025-01-12"}], replace=False)
+    con.close()
+
+    shutil.copy(tmp_path / "w.duckdb", tmp_path / "full.duckdb")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    counts = build_families(con, "run-3")
+    assert counts["mode"] == "incremental"
+    full = duckdb.connect(str(tmp_path / "full.duckdb"))
+    assert build_families(full, "run-3", incremental=False)["mode"] == "full"
+    assert _published(con) == _published(full)
+    fam = families(con)
+    assert fam["P_KID3"] == fam["P_MUM"] and fam["P_OTHER"] == other_key
+    assert con.execute("SELECT count(*) FROM identity.household WHERE uprn = '100000002'").fetchall()[0][0] == 1

@@ -42,24 +42,3 @@ UNION ALL
 SELECT p, q, address_key, valid_from, valid_to FROM pairs
 WHERE weak AND EXISTS (SELECT 1 FROM fam_evidence ea JOIN fam_evidence eb USING (group_id)
                        WHERE ea.person_key = pairs.p AND eb.person_key = pairs.q);
-
-CREATE OR REPLACE TEMP TABLE fam_comp1_size AS SELECT comp, count(*) AS n FROM fam_comp1 GROUP BY comp;
-
-CREATE OR REPLACE TEMP TABLE fam_attach AS  -- lone person -> the family they lived with longest
-SELECT c.p AS person_key, cq.comp AS target,
-       sum(coalesce(c.valid_to, fam_inf()) - c.valid_from) AS days
-FROM fam_cores c
-JOIN fam_comp1 cp ON cp.person_key = c.p JOIN fam_comp1_size sp ON sp.comp = cp.comp AND sp.n = 1
-JOIN fam_comp1 cq ON cq.person_key = c.q JOIN fam_comp1_size sq ON sq.comp = cq.comp AND sq.n > 1
-GROUP BY c.p, cq.comp
-QUALIFY row_number() OVER (PARTITION BY c.p ORDER BY days DESC, cq.comp) = 1;
-
-CREATE OR REPLACE TEMP TABLE fam_co_group AS
-SELECT person_key, 'c1:' || target AS group_id FROM fam_attach
-UNION ALL
-SELECT u.person_key, 'co:' || least(c.p, c.q) || '|' || greatest(c.p, c.q)  -- lone people living only with each other
-FROM fam_cores c
-JOIN fam_comp1 cp ON cp.person_key = c.p JOIN fam_comp1_size sp ON sp.comp = cp.comp AND sp.n = 1
-JOIN fam_comp1 cq ON cq.person_key = c.q JOIN fam_comp1_size sq ON sq.comp = cq.comp AND sq.n = 1
-CROSS JOIN LATERAL (SELECT unnest([c.p, c.q]) AS person_key) u
-WHERE c.p NOT IN (SELECT person_key FROM fam_attach) AND c.q NOT IN (SELECT person_key FROM fam_attach);

@@ -94,7 +94,8 @@ SELECT r.family_key,
 FROM identity.family_registry r
 LEFT JOIN (SELECT v.old_key, arg_max(k.family_key, v.votes) AS into_key
            FROM fam_vote v JOIN fam_key k USING (comp) GROUP BY v.old_key) m ON m.old_key = r.family_key
-WHERE r.status = 'active' AND r.family_key NOT IN (SELECT family_key FROM fam_key);
+WHERE r.status = 'active' AND r.family_key NOT IN (SELECT family_key FROM fam_key)
+  AND r.family_key NOT IN (SELECT family_key FROM fam_key_kept);  -- families an incremental run left alone
 
 INSERT OR REPLACE INTO identity.family_registry_member
 SELECT f.person_key, k.family_key,

@@ -18,19 +18,20 @@
 
 CREATE OR REPLACE TEMP TABLE fam_interval AS
 WITH fk AS (SELECT f.person_key, k.family_key FROM fam_final f JOIN fam_key k USING (comp)),
-whole AS (  -- evidence groups all of whose people are in one family
+whole AS (  -- evidence groups all of whose people are in one family (fam_fk_all: every person's family)
     SELECT e.group_id, any_value(fk.family_key) AS family_key
-    FROM fam_evidence e JOIN fk USING (person_key)
+    FROM fam_evidence e JOIN fam_fk_all fk USING (person_key)
+    WHERE e.group_id IN (SELECT group_id FROM fam_evidence JOIN fk USING (person_key))
     GROUP BY e.group_id HAVING count(DISTINCT fk.family_key) = 1
 )
 SELECT DISTINCT w.family_key, e.person_key, e.evidence, e.valid_from, e.valid_to
 FROM fam_evidence e JOIN whole w USING (group_id)
 UNION ALL
 SELECT DISTINCT fp.family_key, c.p, 'co-residence', c.valid_from, c.valid_to
-FROM fam_cores c JOIN fk fp ON fp.person_key = c.p JOIN fk fq ON fq.person_key = c.q
+FROM ${cores} c JOIN fk fp ON fp.person_key = c.p JOIN fk fq ON fq.person_key = c.q
 WHERE fp.family_key = fq.family_key;
 
-CREATE OR REPLACE TABLE identity.family_member AS
+CREATE OR REPLACE TABLE ${family_member_out} AS
 WITH fk AS (SELECT f.person_key, k.family_key FROM fam_final f JOIN fam_key k USING (comp)),
 numbered AS (  -- one total order, materialised once, for both windows below
     SELECT *, row_number() OVER (PARTITION BY family_key, person_key
@@ -62,7 +63,7 @@ SELECT r.family_key, r.person_key, coalesce(fr.role, 'adult') AS role, r.valid_f
 FROM rows r LEFT JOIN fam_role fr USING (person_key)
 ORDER BY r.family_key, r.person_key, r.valid_from;
 
-CREATE OR REPLACE TABLE identity.family AS
+CREATE OR REPLACE TABLE ${family_out} AS
 WITH m AS (
     SELECT family_key, count(DISTINCT person_key) AS members,
            count(DISTINCT person_key) FILTER (WHERE role = 'child') AS children,
@@ -70,11 +71,11 @@ WITH m AS (
            count(DISTINCT person_key) FILTER (WHERE valid_to IS NULL) AS current_members,
            min(valid_from) AS valid_from,
            CASE WHEN bool_or(valid_to IS NULL) THEN NULL ELSE max(valid_to) END AS valid_to
-    FROM identity.family_member GROUP BY family_key
+    FROM ${family_member_out} GROUP BY family_key
 ),
 ev AS (
     SELECT family_key, string_agg(DISTINCT regexp_replace(evidence, ' \(.*\)$', ''), '; ' ORDER BY regexp_replace(evidence, ' \(.*\)$', '')) AS evidence
-    FROM (SELECT family_key, unnest(string_split(evidence, '; ')) AS evidence FROM identity.family_member)
+    FROM (SELECT family_key, unnest(string_split(evidence, '; ')) AS evidence FROM ${family_member_out})
     GROUP BY family_key
 )
 SELECT m.family_key, r.first_seen_run, r.last_seen_run, m.members, m.children, m.adults, m.current_members,
