@@ -25,16 +25,16 @@ database or a log.
 
 from __future__ import annotations
 
-import fcntl
 import fnmatch
 import hashlib
 import logging
 import os
 import secrets as _secrets
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+
+from quality.filelock import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -412,16 +412,6 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-@contextmanager
-def _publish_lock(folder: Path):
-    with open(folder / ".publish.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
             fail_before_swap: bool = False) -> dict:
     """Write identifiable.duckdb and analytics.duckdb in ``warehouse_dir`` from ``build_db``
@@ -437,7 +427,7 @@ def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
     targets = {kind: warehouse_dir / name for kind, name in (("identifiable", IDENTIFIABLE), ("analytics", ANALYTICS))}
     partials = {kind: path.with_name(f".{path.name}.partial") for kind, path in targets.items()}
     backup = warehouse_dir / f".{IDENTIFIABLE}.previous"
-    with _publish_lock(warehouse_dir):
+    with exclusive_lock(warehouse_dir / ".publish.lock"):
         _remove(*partials.values(), backup)  # left by a publish that died
         try:
             result = {kind: _write(build_db, partials[kind], kind == "analytics", secret) for kind in targets}

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .filelock import exclusive_lock
+
 KEEP_PER_SUITE = 30  # validation results kept per suite (about one per build)
 SITE_NAME = "earlyhelp"
 
@@ -87,19 +89,8 @@ def _locked(reports_dir: Path | None):
     if reports_dir is None:
         yield
         return
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock across processes
+    with exclusive_lock(store_dir(reports_dir) / ".lock"):
         yield
-        return
-    folder = store_dir(reports_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _batch_definition(context, source: str, asset: str):

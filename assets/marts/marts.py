@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 
+from assets.transaction import transaction
+
 SQL = Path(__file__).parent
 CALENDAR = "_calendar.sql"
 CALENDAR_TABLES = ("_mart_range", "_mart_month", "_mart_week")
@@ -35,18 +37,13 @@ def build_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
     Returns the row count of each mart, by table name.
     """
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("CREATE SCHEMA IF NOT EXISTS marts")
         con.execute((SQL / CALENDAR).read_text())
         for mart in MARTS:
             con.execute((SQL / f"{mart}.sql").read_text())
         for table in CALENDAR_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return {mart: con.execute(f"SELECT count(*) FROM marts.{mart}").fetchall()[0][0] for mart in MARTS}
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import duckdb
 
+from assets.transaction import transaction
+
 HERE = Path(__file__).resolve().parent
 
 # Dependency order: code lists and working tables, then dimensions (dim_person before
@@ -72,8 +74,7 @@ def sql_text(name: str) -> str:
 
 def build_model(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Build every table of schema `model` on `con` and return {table: row count}."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("CREATE SCHEMA IF NOT EXISTS model")
         for name in SQL_FILES:
             try:
@@ -82,9 +83,5 @@ def build_model(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                 raise RuntimeError(f"model: {name} failed: {exc}") from exc
         for temp in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS temp.main.{temp}")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     tables = (*REFERENCE_TABLES, *TABLE_GRAIN)
-    return {t: con.execute(f"SELECT count(*) FROM model.{t}").fetchone()[0] for t in tables}
+    return {t: con.execute(f"SELECT count(*) FROM model.{t}").fetchall()[0][0] for t in tables}
