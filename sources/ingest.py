@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from . import early_help, education, health, mash, reference, social_care
 from .contracts import Contract, Table, load_contract

@@ -414,7 +414,6 @@ def _rules(contract: Contract, table: Table) -> list[Rule]:
         for name, severity, condition, message in found:
             rules.append(Rule(f"_r{len(rules)}", column.name, name, severity, condition, _literal(message), raw))
     if contract.mode == "snapshot":  # a snapshot holds each key once; a delta may resend it
-        key = ", ".join(_q(k) for k in table.key)
         first = _FIRST_LINE
         rules.append(Rule(f"_r{len(rules)}", None, "duplicate_key", "hard", f"_line > {first}",
                           f"'key ({', '.join(table.key)}) already on line ' || {first}",

@@ -17,8 +17,6 @@ import pytest
 import sources.staging as staging
 from sources.health import read_lines
 
-from .conftest import csv_line
-
 
 @pytest.mark.parametrize("data", [
     b"", b"\n", b"a", b"a\n", b"a\n\nb", b"\n\n\n", b"a\r\nb\n", b"a\rb", b"v\x0bw\x0cx\x1cy\x1dz\x1e",
