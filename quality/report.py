@@ -117,13 +117,15 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> P
         parts.append(f"<p>Against the synthetic city's truth (run <code>{_e(run)}</code>): pairwise precision "
                      f"{precision:.5f}, recall {recall:.5f}.</p>")
 
-    parts.append("<h2>Quarantine by system and rule</h2>")
+    parts.append("<h2>Quarantine by system and rule</h2><p>Hard failures send the row to quarantine; "
+                 "soft failures keep the row and move the bad value to a flagged column.</p>")
     quarantine = con.sql("""
-        SELECT system, rule, count(*) AS rows, count(DISTINCT (extract_date, file_name)) AS files
-        FROM quarantine.issue GROUP BY ALL ORDER BY system, rows DESC
+        SELECT system, rule, CASE severity WHEN 'hard' THEN 'row quarantined' ELSE 'value flagged, row kept' END,
+               count(*) AS rows, count(DISTINCT (extract_date, file_name)) AS files
+        FROM quarantine.issue GROUP BY ALL ORDER BY system, 3 DESC, rows DESC
     """).fetchall() if _exists(con, "quarantine", "issue") else []
-    parts.append(_table(["system", "rule", "rows", "files"], [list(r) for r in quarantine])
-                 if quarantine else "<p>No row is in quarantine.</p>")
+    parts.append(_table(["system", "rule", "outcome", "rows", "files"], [list(r) for r in quarantine])
+                 if quarantine else "<p>No row is in quarantine and no value was flagged.</p>")
     parts.append('<h2>More detail</h2><ul><li><a href="../gx/index.html">Great Expectations Data Docs</a> '
                  "(every expectation of every suite run in this build)</li>"
                  '<li><a href="../data_dictionary.html">Data dictionary</a></li></ul>')
