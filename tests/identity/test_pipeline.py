@@ -250,8 +250,15 @@ def test_an_incremental_link_of_the_next_day_equals_a_full_relink(small_city, tm
     with duckdb.connect(str(database)) as con:
         assert run_identity(con, "day-2", tmp_path / "review")["mode"] == "incremental"
         incremental = keys(con)
+        incremental_persons = persons(con)
     with duckdb.connect(str(tmp_path / "relinked.duckdb")) as con:
         run_sql_file(con, "source_person.sql")
         assert link_records(con, incremental=False).mode == "full"
         assign_persons(con, "day-2")
         assert keys(con) == incremental
+        assert persons(con) == incremental_persons
+
+
+def persons(con) -> set[tuple]:
+    return set(con.execute("SELECT * EXCLUDE (systems), array_to_string(systems, ',') "
+                           "FROM identity.person").fetchall())

@@ -3,7 +3,9 @@
 -- that touches it (reviewer decision, shared identifier, then match probability), or
 -- 'only record' for a person known from one record.
 -- identity.person: one row per person_key, with the values the most trusted system holds
--- (health, then education, social care, early help, the MASH) and where it is known.
+-- (health, then education, social care, early help, the MASH) and where it is known; a
+-- tie between two records of one system goes to the first record_key, so that a rerun
+-- or an incremental run picks the same value.
 -- ${scope} limits the rebuild to the records an incremental run clustered again, and
 -- to the persons they belonged to before or belong to now.
 CREATE TABLE IF NOT EXISTS identity.person_record (
@@ -50,7 +52,7 @@ INSERT INTO identity.person
 WITH ranked AS (
     SELECT p.person_key, s.*,
            CASE s.system WHEN 'health' THEN 1 WHEN 'education' THEN 2 WHEN 'social_care' THEN 3
-                         WHEN 'early_help' THEN 4 ELSE 5 END AS trust
+                         WHEN 'early_help' THEN 4 ELSE 5 END || '|' || s.record_key AS trust
     FROM identity.person_record p JOIN identity.standardised_record s USING (record_key)
     WHERE p.person_key IN (SELECT person_key FROM person_in_scope)
 )
