@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SQL_ROOT = ROOT / "assets"
 SPEC = ROOT / "docs" / "warehouse.md"
 DESCRIPTIONS = Path(__file__).with_name("descriptions.yaml")
-SCHEMAS = ("identity", "model", "marts", "audit", "docs")
+SCHEMAS = ("identity", "model", "marts", "features", "audit", "docs")
 DOCS_TABLES = {
     "tables": [("schema", "VARCHAR"), ("table_name", "VARCHAR"), ("grain", "VARCHAR"),
                ("description", "VARCHAR"), ("row_count", "BIGINT"), ("description_source", "VARCHAR"),

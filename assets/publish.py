@@ -8,9 +8,9 @@ that has the old file open keeps reading the old inode, untouched; a new connect
 opens the new file. Nothing is renamed unless both files were written, and if anything
 fails the partial files are deleted and both serving files stay byte-identical.
 
-- ``identifiable.duckdb`` (restricted): schemas identity, model, marts, docs and audit,
+- ``identifiable.duckdb`` (restricted): schemas identity, model, marts, features, docs and audit,
   every table and view copied as a table.
-- ``analytics.duckdb`` (pseudonymised): model, marts, docs and a few audit tables, each
+- ``analytics.duckdb`` (pseudonymised): model, marts, features, docs and a few audit tables, each
   column passed through ``RULES``: direct identifiers dropped, person and family keys
   replaced by a keyed hash, and a column no rule allows dropped (fail closed, reported).
   Before the swap the file is scanned, and a value shaped like an NHS number, UPN or
@@ -42,9 +42,9 @@ SECRET_ENV = "EARLYHELP_PSEUDONYM_KEY"
 HASH_HEX_CHARS = 16
 IDENTIFIABLE = "identifiable.duckdb"
 ANALYTICS = "analytics.duckdb"
-IDENTIFIABLE_SCHEMAS = ("identity", "model", "marts", "docs", "audit")
+IDENTIFIABLE_SCHEMAS = ("identity", "model", "marts", "features", "docs", "audit")
 # Tables that go to analytics.duckdb at all ("schema.table" globs); columns then pass RULES.
-ANALYTICS_TABLES = ("model.*", "marts.*", "docs.*", "audit.run", "audit.drop", "audit.drop_file",
+ANALYTICS_TABLES = ("model.*", "marts.*", "features.*", "docs.*", "audit.run", "audit.drop", "audit.drop_file",
                     "audit.check_result", "audit.identity_metric")
 
 KEEP, DROP, HASH = "keep", "drop", "hash"
@@ -118,6 +118,8 @@ RULES: list[tuple[str, str, str]] = [
     ("*.*.*_family_id", HASH, "source family id"),
     # aggregates, the dictionary and the chosen audit tables: what the rules above left
     ("marts.*.*", KEEP, "aggregate measures"),
+    ("features.*.*", KEEP, "features, labels and the model's evaluation: ages, counts, flags, codes and "
+                           "scores (person and family keys are hashed above; no names, dates of birth or addresses)"),
     ("docs.*.*", KEEP, "the data dictionary"),
     ("audit.*.*", KEEP, "run and check records"),
     # the model: an allow-list of non-identifying kinds of column

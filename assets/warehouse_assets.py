@@ -14,6 +14,7 @@ from quality import checks
 from quality.audit import blocking_failures, thresholds
 
 IDENTITY = dg.AssetKey(["identity", "persons"])
+MODEL_CARD = dg.AssetKey(["features", "model_card"])
 
 
 @dg.asset(key=["warehouse", "model"], deps=[IDENTITY], group_name="warehouse", kinds={"duckdb"},
@@ -51,7 +52,7 @@ def mart_consistency(context: dg.AssetCheckExecutionContext, warehouse: Warehous
                       checks.mart_consistency(con))
 
 
-@dg.asset(key=["warehouse", "publish"], deps=[marts], group_name="warehouse", kinds={"duckdb"},
+@dg.asset(key=["warehouse", "publish"], deps=[marts, MODEL_CARD], group_name="warehouse", kinds={"duckdb"},
           description="Swaps in HOME/warehouse/identifiable.duckdb (restricted) and analytics.duckdb "
                       "(pseudonymised) by atomic rename, after the data dictionary; refuses while any "
                       "blocking check's latest result is a failure, leaving both files as they were.")

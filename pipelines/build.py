@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 
 from assets.checks import BUILD_TAG, identity_quality, staging_quality
+from assets.features.assets import features_assets, features_checks
 from assets.identity.assets import identity_persons
 from assets.staging import drop_partitions, staging_checks
 from assets.warehouse_assets import warehouse_assets, warehouse_checks
@@ -39,6 +40,7 @@ class BuildResult:
     runs: dict[str, bool]  # system (or "identity") -> run succeeded
     summary: list[tuple]
     identity: dict | None = None  # what the identity run found, and its evaluation
+    model: dict | None = None  # the baseline risk model's run (features.model_run)
 
     @property
     def ok(self) -> bool:
@@ -68,7 +70,7 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
     tags = {"earlyhelp/command": "build", BUILD_TAG: build_id}
     with warehouse.connect() as con:
         start_run(con, build_id, "build")
-    runs, identity = {}, None
+    runs, identity, model = {}, None, None
     try:
         for system in SYSTEMS:
             drops = find_drops(landing, (system,))
@@ -85,9 +87,10 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
                       "dagster/asset_partition_range_end": keys[-1]})
             runs[system] = result.success
         if runs and all(runs.values()):
-            # one run from identity to the marts: a failing blocking check stops what follows it
+            # one run from identity to publish: a failing blocking check stops what follows it
             result = dg.materialize(
-                [identity_persons, *identity_quality, *warehouse_assets, *warehouse_checks],
+                [identity_persons, *identity_quality, *warehouse_assets, *warehouse_checks,
+                 *features_assets, *features_checks],
                 instance=instance, resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
                 tags=tags)
             done = {key.to_user_string() for key in _materialized(result)}
@@ -95,6 +98,8 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
             runs["warehouse"] = result.success
             if runs["identity"]:
                 identity = _identity_summary(warehouse, result.run_id, truth)
+            if "features/model_card" in done:
+                model = _model_summary(warehouse)
     finally:
         with warehouse.connect() as con:
             summarise_quarantine(con, build_id)
@@ -102,7 +107,14 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
             finish_run(con, build_id, "success" if ok else "failed",
                        ", ".join(s for s, r in runs.items() if not r) or None)
             write_quality_report(con, warehouse.reports_dir)
-    return BuildResult(home, runs, _summary(warehouse.build_db), identity)
+    return BuildResult(home, runs, _summary(warehouse.build_db), identity, model)
+
+
+def _model_summary(warehouse: Warehouse) -> dict:
+    with warehouse.connect() as con:
+        cursor = con.execute("SELECT * FROM features.model_run")
+        names = [d[0] for d in cursor.description]
+        return dict(zip(names, cursor.fetchall()[0]))
 
 
 def _materialized(result) -> list[dg.AssetKey]:
@@ -163,6 +175,13 @@ def print_summary(result: BuildResult) -> None:
                   f"recall {e['pairwise']['recall']:.5f}, twin merges {e['twin_merges']}")
     elif "identity" in result.runs:
         print("identity: FAILED")
+    if result.model:
+        m = result.model
+        verdict = "clears" if m["clears_bar"] else "does NOT clear"
+        measured = f"AUC {m['auc']:.3f}, " if m.get("auc") is not None else ""
+        print(f"risk model:     {measured}{verdict} the minimum bar set before evaluation"
+              + (f" ({m['bar_failures']})" if m["bar_failures"] else ""))
+        print(f"model card:     {result.home / 'reports' / 'model_card.html'}")
     published = result.runs.get("warehouse")
     print(f"serving files:  {result.home / 'warehouse' / 'identifiable.duckdb'} and analytics.duckdb "
           + ("(published)" if published else "(NOT published: left as they were)"))

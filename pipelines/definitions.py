@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.checks import identity_quality, staging_quality
+from assets.features.assets import features_assets, features_checks
 from assets.identity.assets import identity_assets
 from assets.staging import staging_assets, staging_checks
 from assets.synthetic import synthetic_city
@@ -13,8 +14,8 @@ from pipelines.sensors import cadence_schedules, new_drop_sensor
 synthetic_city_job = dg.define_asset_job("synthetic_city_job", selection=[synthetic_city])
 
 defs = dg.Definitions(
-    assets=[synthetic_city, *staging_assets, *identity_assets, *warehouse_assets],
-    asset_checks=[*staging_checks, *staging_quality, *identity_quality, *warehouse_checks],
+    assets=[synthetic_city, *staging_assets, *identity_assets, *warehouse_assets, *features_assets],
+    asset_checks=[*staging_checks, *staging_quality, *identity_quality, *warehouse_checks, *features_checks],
     jobs=[synthetic_city_job],
     sensors=[new_drop_sensor],
     schedules=cadence_schedules,

@@ -266,6 +266,44 @@ def model_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
                    sample=problems)
 
 
+def features_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
+    """features.child_month is unique per (person_key, as_of), holds every month-end of its
+    window, covers on the last one every person aged 0-17 the identity tables know, and has
+    exactly one label row per row."""
+    problems = []
+    for table in ("features.child_month", "features.child_month_label", "features.window"):
+        if not _table_exists(con, table):
+            problems.append({"table": table, "problem": "missing"})
+    if problems:
+        return Outcome(passed=False, observed={"problems": len(problems)}, expected="the features tables exist",
+                       failing_rows=len(problems), sample=problems)
+    repeated, rows, months, expected_months, uncovered, unlabelled = con.sql("""
+        WITH w AS (SELECT * FROM features.window)
+        SELECT (SELECT count(*) FROM (SELECT 1 FROM features.child_month GROUP BY person_key, as_of
+                                      HAVING count(*) > 1)),
+               (SELECT count(*) FROM features.child_month),
+               (SELECT count(DISTINCT as_of) FROM features.child_month),
+               (SELECT date_diff('month', first_as_of, last_as_of) + 1 FROM w),
+               (SELECT count(*) FROM identity.person p, w
+                WHERE p.dob <= w.last_as_of AND w.last_as_of < p.dob + INTERVAL 18 YEAR
+                  AND NOT EXISTS (SELECT 1 FROM features.child_month c
+                                  WHERE c.person_key = p.person_key AND c.as_of = w.last_as_of)),
+               (SELECT count(*) FROM features.child_month c ANTI JOIN features.child_month_label l
+                USING (person_key, as_of))
+    """).fetchall()[0]
+    labels = con.sql("SELECT count(*) FROM features.child_month_label").fetchall()[0][0]
+    for bad, problem in ((repeated, f"{repeated} repeated (person_key, as_of)"),
+                         (months != expected_months, f"{months} of {expected_months} month-ends present"),
+                         (uncovered, f"{uncovered} children aged 0-17 on the last month-end have no row"),
+                         (unlabelled or labels != rows, f"{unlabelled} rows without a label; {labels} labels "
+                                                        f"for {rows} rows")):
+        if bad:
+            problems.append({"table": "features.child_month", "problem": problem})
+    return Outcome(passed=not problems, observed={"rows": rows, "month_ends": months, "problems": len(problems)},
+                   expected="unique per child and month-end; every month-end; every child on the last; one label "
+                            "per row", failing_rows=len(problems), sample=problems)
+
+
 # The same total counted two ways: a mart against the model it summarises.
 MART_TOTALS = {
     "MASH contacts by month = contacts in the model":

@@ -12,10 +12,11 @@ def test_definitions_load_with_the_expected_asset_keys():
     repo = defs.get_repository_def()
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"synthetic_city", "identity/persons", "warehouse/model", "warehouse/marts",
-                    "warehouse/publish"} | {
+                    "warehouse/publish", "features/child_month", "features/model_card"} | {
         f"staging/{s}" for s in ("education", "health", "social_care", "early_help", "mash", "reference")}
     checks = {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys}
-    assert {("identity/persons", "identity_constraints"), ("identity/persons", "identity_coverage")} <= checks
+    assert {("identity/persons", "identity_constraints"), ("identity/persons", "identity_coverage"),
+            ("features/child_month", "integrity")} <= checks
     for system in ("education", "health", "social_care", "early_help", "mash", "reference"):
         assert {(f"staging/{system}", name) for name in
                 ("contract_expectations", "reconciliation", "identifier_validity", "freshness", "drift")} <= checks

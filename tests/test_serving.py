@@ -57,6 +57,23 @@ def test_a_build_publishes_both_serving_files_and_the_reports(home):
     assert (folder / "reports" / "data_dictionary.html").exists()
 
 
+def test_a_build_publishes_the_features_and_writes_the_model_card(home):
+    """The small city has no month-end whose twelve months have passed, so no model can be
+    tested: the card must say so rather than report a model."""
+    _, folder = home
+    with duckdb.connect(str(folder / "warehouse" / "identifiable.duckdb"), read_only=True) as con:
+        keys = set(con.sql("SELECT person_key FROM features.child_month").fetchall())
+        months = con.sql("SELECT count(DISTINCT as_of) FROM features.child_month").fetchall()[0][0]
+        clears, failures = con.sql("SELECT clears_bar, bar_failures FROM features.model_run").fetchall()[0]
+    assert len(keys) > 1000 and months >= 10
+    assert clears is False and "too few month-ends" in failures
+    with duckdb.connect(str(folder / "warehouse" / "analytics.duckdb"), read_only=True) as con:
+        hashed = set(con.sql("SELECT person_key FROM features.child_month").fetchall())
+        assert len(hashed) == len(keys) and not hashed & keys
+    card = (folder / "reports" / "model_card.html").read_text()
+    assert "does NOT clear" in card
+
+
 def test_a_reader_holding_analytics_open_does_not_block_the_next_build(home, tmp_path):
     landing, folder = home
     go = tmp_path / "go"

@@ -155,10 +155,16 @@ def _select_list(config: dict) -> str:
     return ", ".join(parts)
 
 
+def subgroup_column(column: str) -> str:
+    return f"subgroup_{column}"
+
+
 def read_child_months(con, config: dict) -> pd.DataFrame:
     """The population's child-months: labelled ones whose horizon has matured, and every one
     of the latest month (the current prompts). ``y`` is NULL where not matured."""
-    subgroups = ", ".join(f"c.{column}" for column in config["subgroups"])
+    # Subgroups under their own names: a subgroup may also be a feature (imd_decile).
+    subgroups = ", ".join(f"CAST(c.{column} AS VARCHAR) AS {subgroup_column(column)}"
+                          for column in config["subgroups"])
     population, label, matured = config["population"], config["label"], config["label_matured"]
     return con.sql(f"""
         SELECT c.person_key, c.as_of::DATE AS as_of, {subgroups},
@@ -375,7 +381,8 @@ def _fit_and_score(config, run, data, train, test, latest):
                              calibration_table(y_test, test_score).assign(period="test")])
     test_frame = test.assign(y=y_test, flagged=test_score >= threshold)
     subgroups = pd.concat([subgroup_rates(test_frame.assign(all="all"), "all").assign(subgroup="all")]
-                          + [subgroup_rates(test_frame, g).assign(subgroup=g) for g in config["subgroups"]])
+                          + [subgroup_rates(test_frame, subgroup_column(g)).assign(subgroup=g)
+                             for g in config["subgroups"]])
     gap, gap_subgroup = fnr_gap(subgroups, config["bar"]["min_group_positives"])
     run |= {"threshold": threshold, "auc": roc_auc(y_test, test_score), "precision": at_threshold["precision"],
             "recall": at_threshold["recall"], "flag_rate": at_threshold["flag_rate"],
