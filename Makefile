@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python benchmarks/synth.py
 	$(BIN)/python benchmarks/ingest.py --landing $(CITY)/landing
 	$(BIN)/python benchmarks/identity.py --city $(CITY)
+	$(BIN)/python benchmarks/features.py --home $(HOME_DIR)
 
 clean:
 	rm -rf $(DATA)

@@ -90,19 +90,39 @@ def _window(con, run: dict) -> str:
              f"plan or start of being looked after within {_e(run['horizon_months'])} months after the month-end. "
              "Only month-ends whose whole horizon lies inside the data are trained or tested on. The model learns "
              "from the earlier months and is judged on later ones, as it would be used.</p>"
-             "<p>Features use only what the warehouse knew at each month-end: a record counts from the date the "
-             "warehouse received it, not the date of the event it describes, so a late-recorded event cannot "
-             "leak back into an earlier month.</p>"]
-    windows = _rows(con, "SELECT * FROM features.window") if _exists(con, "features", "window") else []
-    if windows:
-        w = windows[0]
-        parts.append(f'<div class="note"><p><strong>From features.window:</strong> month-ends '
-                     f"{_e(w.get('first_as_of'))} to {_e(w.get('last_as_of'))}, data as of {_e(w.get('data_as_of'))}."
-                     f"</p><p>{_e(w.get('knowledge_rule'))}</p></div>")
-    else:
-        parts.append('<div class="note"><p>features.window was not found in this database, so the feature '
-                     "build's own statement of its window and knowledge rule is not shown.</p></div>")
+             + _knowledge(con, run)]
     return "".join(parts)
+
+
+def _knowledge(con, run: dict) -> str:
+    """What "known at a month-end" meant for this build, from features.window."""
+    rule = ("<p>Features use only what the warehouse knew at each month-end "
+            "(<code>assets/features/sql/known.sql</code>): a record counts from the drop that first delivered it, "
+            "so a record typed in late counts from its delivery, not from the date it claims; an event counts once "
+            "its own date has passed; an end, a rating, a decision or an assessment's factors count only from their "
+            "own dates; school attendance counts from the census that delivers it. The leakage test "
+            "(<code>tests/features/test_leakage.py</code>) rewrites everything after a month-end and checks that "
+            "month's features do not change.</p>")
+    windows = _rows(con, "SELECT * FROM features.window") if _exists(con, "features", "window") else []
+    if not windows:
+        return rule + ('<div class="note"><p>features.window was not found in this database, so the feature '
+                       "build's own statement of its window and knowledge rule is not shown.</p></div>")
+    w = windows[0]
+    go_live = min(str(g).split()[-1] for g in w["go_live"]) if w.get("go_live") else None
+    note = (f"<p>Feature month-ends {_e(w['first_as_of'])} to {_e(w['last_as_of'])}; data as of "
+            f"{_e(w['data_as_of'])}; the systems went live on {_e(', '.join(map(str, w.get('go_live') or [])))}. "
+            f"Knowledge rule: <code>{_e(w['knowledge_rule'])}</code>.</p>")
+    if w["knowledge_rule"] == "backload_as_claimed":
+        note += ("<p>Each system's first drop was a full extract of records made before go-live, which nobody "
+                 "delivered earlier. Under this rule those records count from the dates they claim (masked as above), "
+                 "and hold the values they had at go-live: a value corrected before go-live shows only as corrected, "
+                 "and a record deleted before go-live (a child who moved away, a merged duplicate) is missing from "
+                 "earlier months. From go-live on, every record counts from its delivery. The rule "
+                 "<code>strict</code> counts the first extract from go-live instead, leaving earlier months empty.</p>")
+        if go_live and run.get("test_to") and str(run["test_to"]) < go_live:
+            note += ("<p><strong>Every training and test month-end here falls before go-live</strong>: this "
+                     "evaluation rests entirely on the source systems' own dates, not on delivery dates.</p>")
+    return rule + f'<div class="note">{note}</div>'
 
 
 def _bar(con, run: dict) -> str:
@@ -186,7 +206,8 @@ def _limitations() -> str:
             "assessed, which depends on who is visible to services; a model learns that visibility as well as need, "
             "and its misses include children whose harm was never recorded.</li>"
             "<li><strong>Identity linkage errors.</strong> Records joined to the wrong child, or one child split in "
-            "two, move features and labels between children.</li>"
+            "two, move features and labels between children. Every month-end uses today's linkage and families, "
+            "which later records may have helped: the one input not rebuilt as it stood then.</li>"
             "<li><strong>Repeated months per child.</strong> A child appears once per month-end, so child-months "
             "are not independent: counts overstate the evidence and a child with a long history weighs more.</li>"
             "<li><strong>Overlapping horizons.</strong> Unless the configured gap is as long as the horizon, "

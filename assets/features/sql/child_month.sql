@@ -12,13 +12,14 @@
 --   sex                            M, F or U (model.dim_person)
 --   ethnicity_group                harmonised ethnicity group (model.dim_person)
 --   district                       district team of the residence held on as_of (NULL if none known)
---   imd_decile                     deprivation decile (1 most deprived) of that residence's postcode
+--   imd_decile                     deprivation decile (1 most deprived) of the postcode of the
+--                                  residence held on as_of
 --   attendance_rate_2_terms        1 - sessions missed / possible over the two latest terms whose
 --                                  attendance had arrived (the census after each term); NULL
 --                                  when the child had none
---   persistent_absence             10% or more of those sessions missed
---   severe_absence                 50% or more of those sessions missed
---   suspensions_12m                suspensions starting in the 12m
+--   persistent_absence             10% or more of sessions missed over the two latest terms known
+--   severe_absence                 50% or more of sessions missed over the two latest terms known
+--   suspensions_12m                suspensions starting in the 12 months ending on as_of
 --   permanently_excluded           a permanent exclusion on or before as_of
 --   home_educated                  on the elective home education register on as_of
 --   missing_education              identified as missing education and not yet resolved on as_of
@@ -26,27 +27,35 @@
 --                                  delivered by as_of (it carries no date of its own: NULL before
 --                                  its first delivery)
 --   free_school_meals              a free school meals period open on as_of
---   mash_contacts_12m              MASH contacts about the child received in the 12m
---   mash_red_12m                   of those, rated red (rated on or before as_of)
+--   mash_contacts_12m              MASH contacts about the child received in the 12 months ending
+--                                  on as_of
+--   mash_red_12m                   MASH contacts in the 12 months ending on as_of, rated red on or
+--                                  before as_of
 --   prior_eh_episodes              early help episodes of the child's early help family begun by as_of
---   open_to_early_help             one of them not yet ended on as_of
+--   open_to_early_help             an early help episode of the child's family not yet ended on as_of
 --   prior_cin_plans                child in need plans begun by as_of
 --   prior_cp_plans                 child protection plans begun by as_of
 --   prior_cla_episodes             looked-after episodes begun by as_of
 --   open_to_social_care            a referral not yet closed, or a CIN plan, CP plan or CLA episode
 --                                  not yet ended, on as_of
---   csc_referrals_12m              social care referrals in the 12m
---   re_referral_12m                one of them within 12 months of the child's previous referral
+--   csc_referrals_12m              social care referrals in the 12 months ending on as_of
+--   re_referral_12m                a social care referral in the 12 months ending on as_of, made
+--                                  within 12 months of the child's previous referral
 --   factor_domestic_abuse          assessment factor 3A/3B/3C on a MASH contact or an authorised
 --                                  social care assessment in the 24 months ending on as_of
---   factor_parental_mental_health  factor 4B, likewise
---   factor_substance_misuse        factors 1A-1C or 2A-2C, likewise
---   factor_exploitation            factors 11A, 12A, 13A or 24A, likewise
---   missed_health_reviews_12m      health-visiting or school nursing contacts not attended in the 12m
---   camhs_referrals_12m            CAMHS referrals received in the 12m
+--   factor_parental_mental_health  assessment factor 4B on a MASH contact or an authorised social care
+--                                  assessment in the 24 months ending on as_of
+--   factor_substance_misuse        assessment factors 1A-1C or 2A-2C on a MASH contact or an authorised
+--                                  social care assessment in the 24 months ending on as_of
+--   factor_exploitation            assessment factors 11A, 12A, 13A or 24A on a MASH contact or an
+--                                  authorised social care assessment in the 24 months ending on as_of
+--   missed_health_reviews_12m      health-visiting or school nursing contacts not attended, in the
+--                                  12 months ending on as_of
+--   camhs_referrals_12m            CAMHS referrals received in the 12 months ending on as_of
 --   sibling_cp_or_cla              another child of the family with a CP plan or CLA episode open on as_of
 --   family_size                    people in the family on as_of (1 when no family is known)
---   moves_12m                      residences begun in the 12m, after the child's first one
+--   moves_12m                      residences begun in the 12 months ending on as_of, after the
+--                                  child's first one
 --   family_sf_needs                Supporting Families headline needs of the family on as_of
 --                                  (features.family_month)
 --   resident_at_as_of              a residence in the area is known to cover as_of
