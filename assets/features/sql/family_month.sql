@@ -1,19 +1,27 @@
 -- features.family_month: each family's Supporting Families headline needs at each month-end,
 -- derived from what was known about its children then (child_values.sql), plus the needs an
 -- early help assessment recorded for it in the 12 months. Grain: (family_key, as_of).
---   members, children   people in the family on as_of (identity.family_member)
---   need_<code>         EDU  a child persistently absent, suspended in 12m, permanently
---                            excluded or missing education
---                       EYD  a child under 5 who missed a health-visiting review in 12m
---                       HEA  a CAMHS referral in 12m, or a mental health or self-harm factor
---                       SUB  a substance misuse factor       DA   a domestic abuse factor
---                       SAFE an abuse, neglect or exploitation factor, or a child open to
---                            social care
---                       CRI  a gangs, criminal exploitation or antisocial behaviour factor
---                       HOU  a child who moved twice or more in 12m
---                       FIN  a child with free school meals
---                       REL  only where early help recorded it
---   needs, needs_count  the needs met; sf_eligible: three or more (the programme's rule)
+--   family_key          the family (identity.family_member)
+--   as_of               the month-end
+--   members             people in the family on as_of
+--   children            of those, children known to features.child_month on as_of
+--   need_edu            EDU: a child persistently absent, suspended in 12m, permanently
+--                       excluded or missing education
+--   need_eyd            EYD: a child under 5 who missed a health-visiting review in 12m
+--   need_hea            HEA: a CAMHS referral in 12m, or a mental health or self-harm factor
+--   need_sub            SUB: a substance misuse factor
+--   need_rel            REL: only where an early help assessment recorded it
+--   need_safe           SAFE: an abuse, neglect or exploitation factor, or a child open to
+--                       social care
+--   need_cri            CRI: a gangs, criminal exploitation or antisocial behaviour factor
+--   need_da             DA: a domestic abuse factor
+--   need_hou            HOU: a child who moved twice or more in 12m
+--   need_fin            FIN: a child with free school meals
+--   (each need is also met when an early help assessment recorded it in the 12 months)
+--   needs               the headline needs met, as codes
+--   needs_count         how many
+--   sf_eligible         three or more: the programme's rule
+--   children_on_cp_or_cla  children of the family with a CP plan or CLA episode open on as_of
 CREATE OR REPLACE TABLE features.family_month AS
 WITH size AS (
     SELECT f.as_of, f.family_key, count(*) AS members,

@@ -2,12 +2,17 @@
 -- Grain: (person_key, as_of), the rows of features.child_month. Kept apart from the
 -- features because it is read from the future: the newest version of every social care
 -- record (schema model), whatever was delivered after as_of.
---   first_escalation       the first of a social care assessment start ('assessment'), a CP
---                          plan start ('cp_plan') or a CLA episode start ('cla_start') after
---                          as_of; first_escalation_date its date
---   escalated_6m/_12m      that date falls within 6 / 12 months after as_of
---   horizon_6m/_12m_complete   as_of plus the horizon is on or before the data's last day
---                          (${data_as_of}): only then is a false label a real "no"
+--   person_key              the child
+--   as_of                   the month-end
+--   escalated_6m            a social care assessment, CP plan or CLA episode began within 6
+--                           months after as_of
+--   escalated_12m           one began within 12 months after as_of
+--   horizon_6m_complete     as_of plus 6 months is on or before the data's last day
+--                           (features.window.data_as_of): only then is a false escalated_6m
+--                           a real "no"
+--   horizon_12m_complete    as_of plus 12 months is on or before the data's last day
+--   first_escalation        the first after as_of: 'assessment', 'cp_plan' or 'cla_start'
+--   first_escalation_date   its date
 CREATE OR REPLACE TABLE features.child_month_label AS
 WITH escalation AS (
     SELECT person_key, start_date AS on_date, 'assessment' AS kind FROM model.fact_assessment
