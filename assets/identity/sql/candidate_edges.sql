@@ -84,6 +84,6 @@ probabilistic AS (
 SELECT *, status AS proposed FROM (
     SELECT * FROM reviewed UNION ALL SELECT * FROM shared_identifier UNION ALL SELECT * FROM probabilistic
 )
-QUALIFY row_number() OVER (
+QUALIFY row_number() OVER (  -- link_rule: two shared identifiers tie, and every run picks the same
     PARTITION BY record_l, record_r
-    ORDER BY status = 'candidate' DESC, priority, match_probability DESC) = 1;
+    ORDER BY status = 'candidate' DESC, priority, match_probability DESC, link_rule) = 1;

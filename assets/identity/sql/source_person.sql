@@ -16,10 +16,12 @@ patients AS (
     QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY valid_from DESC) = 1
 ),
 patient_names AS (
-    -- official name first; a 'usual' or 'nickname' name is what the family calls the child
+    -- official name first; a 'usual' or 'nickname' name is what the family calls the child.
+    -- A name changed between drops leaves its older version here too: the newest wins, so
+    -- that every run picks the same name.
     SELECT patient_id,
-           arg_min(given, CASE name_use WHEN 'official' THEN 0 ELSE 1 END) AS given,
-           arg_min(family, CASE name_use WHEN 'official' THEN 0 ELSE 1 END) AS family,
+           arg_min(given, [CASE name_use WHEN 'official' THEN 0 ELSE 1 END, -epoch(valid_from), name_index]) AS given,
+           arg_min(family, [CASE name_use WHEN 'official' THEN 0 ELSE 1 END, -epoch(valid_from), name_index]) AS family,
            max(CASE WHEN name_use IN ('usual', 'nickname') THEN given END) AS usual_given
     FROM history.health__patient_names
     WHERE is_current OR NOT is_deleted
