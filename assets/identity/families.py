@@ -131,18 +131,14 @@ def _changed(con) -> None:
     """fam_chg_person: people whose residences, evidence (or that of anyone in the same
     evidence group), role or presence differ from the last run; fam_chg_address: every
     address at which any of them lived, then or now."""
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE fam_chg_group AS
-        SELECT group_id FROM (SELECT * FROM fam_evidence EXCEPT ALL SELECT * FROM identity.fam_state_evidence)
-        UNION SELECT group_id FROM (SELECT * FROM identity.fam_state_evidence EXCEPT ALL SELECT * FROM fam_evidence)""")
-    con.execute("""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fam_chg_group AS "
+                f"SELECT DISTINCT group_id FROM {_differing(con, 'fam_evidence', 'identity.fam_state_evidence')}")
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE fam_chg_person AS
-        SELECT person_key FROM (SELECT * FROM fam_residence EXCEPT ALL SELECT * FROM identity.fam_state_residence)
-        UNION SELECT person_key FROM (SELECT * FROM identity.fam_state_residence EXCEPT ALL SELECT * FROM fam_residence)
+        SELECT person_key FROM {_differing(con, 'fam_residence', 'identity.fam_state_residence')}
         UNION SELECT person_key FROM fam_evidence WHERE group_id IN (SELECT group_id FROM fam_chg_group)
         UNION SELECT person_key FROM identity.fam_state_evidence WHERE group_id IN (SELECT group_id FROM fam_chg_group)
-        UNION SELECT person_key FROM (SELECT * FROM fam_role EXCEPT SELECT * FROM identity.fam_state_role)
-        UNION SELECT person_key FROM (SELECT * FROM identity.fam_state_role EXCEPT SELECT * FROM fam_role)
+        UNION SELECT person_key FROM {_differing(con, 'fam_role', 'identity.fam_state_role')}
         UNION SELECT person_key FROM (SELECT person_key FROM fam_nodes EXCEPT SELECT person_key FROM identity.fam_state_final)
         UNION SELECT person_key FROM (SELECT person_key FROM identity.fam_state_final EXCEPT SELECT person_key FROM fam_nodes)""")
     con.execute("""
@@ -150,6 +146,15 @@ def _changed(con) -> None:
         SELECT address_key FROM fam_residence WHERE person_key IN (SELECT person_key FROM fam_chg_person)
         UNION SELECT address_key FROM identity.fam_state_residence
         WHERE person_key IN (SELECT person_key FROM fam_chg_person)""")
+
+
+def _differing(con, new: str, old: str) -> str:
+    """A subquery: the rows that new and old do not hold equally often (new EXCEPT ALL
+    old, and old EXCEPT ALL new). One signed count per distinct row: in DuckDB this is
+    many times faster than the two EXCEPT ALLs."""
+    columns = ", ".join(f'"{c}"' for c in con.sql(f"SELECT * FROM {new} LIMIT 0").columns)
+    return (f"(SELECT {columns} FROM (SELECT {columns}, 1 AS fam_n FROM {new} "
+            f"UNION ALL SELECT {columns}, -1 FROM {old}) GROUP BY {columns} HAVING sum(fam_n) <> 0)")
 
 
 def _closure(con, table: str, steps: list[str]) -> None:
@@ -193,10 +198,9 @@ def _incremental(con) -> str:
     _run(con, "families_coresidence.sql")
     con.execute("CREATE OR REPLACE TEMP TABLE fam_cores_old AS SELECT * FROM identity.fam_state_cores "
                 "WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
-    con.execute("""
+    con.execute(f"""
         INSERT INTO fam_chg_person
-        SELECT p FROM (SELECT * FROM fam_cores EXCEPT ALL SELECT * FROM fam_cores_old)
-        UNION SELECT p FROM (SELECT * FROM fam_cores_old EXCEPT ALL SELECT * FROM fam_cores)
+        SELECT p FROM {_differing(con, 'fam_cores', 'fam_cores_old')}
         EXCEPT SELECT person_key FROM fam_chg_person""")
     con.execute("DELETE FROM identity.fam_state_cores WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
     con.execute("INSERT INTO identity.fam_state_cores SELECT * FROM fam_cores")
@@ -219,11 +223,10 @@ def _incremental(con) -> str:
     _run(con, "families_cogroups.sql", cores="identity.fam_state_cores")
     con.execute("CREATE OR REPLACE TEMP TABLE fam_groups2 AS SELECT person_key, 'c1:' || comp AS group_id "
                 "FROM fam_comp1 UNION SELECT person_key, group_id FROM fam_co_group")
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE fam_y AS
         SELECT person_key FROM fam_x UNION SELECT person_key FROM fam_chg_person
-        UNION SELECT person_key FROM (SELECT * FROM fam_groups2 EXCEPT SELECT * FROM identity.fam_state_groups2)
-        UNION SELECT person_key FROM (SELECT * FROM identity.fam_state_groups2 EXCEPT SELECT * FROM fam_groups2)""")
+        UNION SELECT person_key FROM {_differing(con, 'fam_groups2', 'identity.fam_state_groups2')}""")
     _closure(con, "fam_y", [
         "SELECT s.person_key FROM identity.fam_state_final s WHERE s.family_key IN "
         "(SELECT family_key FROM identity.fam_state_final WHERE person_key IN (SELECT person_key FROM {t}))",
@@ -291,14 +294,25 @@ def _state_valid(con) -> bool:
 
 
 def _save_state(con, mode: str) -> None:
-    """Keep what the next run compares against (the pairs were already updated in place)."""
-    if mode != "unchanged":  # nothing changed: the state stands
+    """Keep what the next run compares against (the pairs were already updated in place).
+    After an incremental run only the rows of what it recomputed are replaced: rewriting
+    whole tables would cost more than the day's change."""
+    if mode == "full":
         for state, temp in (("fam_state_residence", "fam_residence"), ("fam_state_evidence", "fam_evidence"),
                             ("fam_state_role", "fam_role"), ("fam_state_comp1", "fam_comp1"),
-                            ("fam_state_groups2", "fam_groups2"), ("fam_state_final", "fam_fk_all")):
+                            ("fam_state_groups2", "fam_groups2"), ("fam_state_final", "fam_fk_all"),
+                            ("fam_state_cores", "fam_cores")):
             con.execute(f"CREATE OR REPLACE TABLE identity.{state} AS SELECT * FROM {temp}")
-    if mode == "full":
-        con.execute("CREATE OR REPLACE TABLE identity.fam_state_cores AS SELECT * FROM fam_cores")
+    elif mode == "incremental":  # every row that differs is within the scope given
+        for state, temp, scope in (
+                ("fam_state_residence", "fam_residence", "person_key IN (SELECT person_key FROM fam_chg_person)"),
+                ("fam_state_evidence", "fam_evidence", "group_id IN (SELECT group_id FROM fam_chg_group)"),
+                ("fam_state_role", "fam_role", "person_key IN (SELECT person_key FROM fam_chg_person)"),
+                ("fam_state_comp1", "fam_comp1", "person_key IN (SELECT person_key FROM fam_x)"),
+                ("fam_state_groups2", "fam_groups2", "person_key IN (SELECT person_key FROM fam_y)"),
+                ("fam_state_final", "fam_fk_all", "person_key IN (SELECT person_key FROM fam_y)")):
+            con.execute(f"DELETE FROM identity.{state} WHERE {scope}")
+            con.execute(f"INSERT INTO identity.{state} SELECT * FROM {temp} WHERE {scope}")
     con.execute("CREATE OR REPLACE TABLE identity.fam_state_meta AS SELECT CAST(? AS VARCHAR) AS version, "
                 "(SELECT run_id FROM fam_run) AS run_id", [_version()])
 

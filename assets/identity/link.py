@@ -198,11 +198,9 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
                match_probability, match_weight, match_key,
                rtrim(regexp_replace({explanation}, '(; )+', '; ', 'g'), '; ') AS explanation
         FROM {predictions.physical_name}"""
-    if mode == "incremental":
-        con.execute(f"""
-            CREATE OR REPLACE TABLE identity.scored_pair AS
-            SELECT * FROM identity.scored_pair WHERE NOT {TOUCHING}
-            UNION ALL {new_scores}""")
+    if mode == "incremental":  # in place: rewriting the whole table costs more than the change
+        con.execute(f"DELETE FROM identity.scored_pair WHERE {TOUCHING}")
+        con.execute(f"INSERT INTO identity.scored_pair {new_scores}")
     else:
         con.execute(f"CREATE OR REPLACE TABLE identity.scored_pair AS {new_scores}")
     predictions.drop_table_from_database_and_remove_from_cache()
@@ -350,11 +348,9 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
     if scope == "true":
         con.execute("CREATE OR REPLACE TABLE identity.cluster AS SELECT * FROM clusters_arrow")
     else:
-        con.execute("""CREATE OR REPLACE TABLE identity.cluster AS
-                       SELECT * FROM identity.cluster
-                       WHERE record_key NOT IN (SELECT record_key FROM affected_record)
-                         AND record_key IN (SELECT record_key FROM identity.standardised_record)
-                       UNION ALL SELECT * FROM clusters_arrow""")
+        # affected_record holds every changed record, those no longer delivered too
+        con.execute("DELETE FROM identity.cluster c USING affected_record a WHERE c.record_key = a.record_key")
+        con.execute("INSERT INTO identity.cluster SELECT * FROM clusters_arrow")
     con.unregister("edge_outcome")
     con.unregister("clusters_arrow")
     seconds["cluster"] = time.perf_counter() - t

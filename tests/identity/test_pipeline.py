@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from assets.identity.engine import assign_persons, run_identity
+from assets.identity.engine import assign_persons, read_source_records, run_identity
 from assets.identity.link import link_records, run_sql_file
 from assets.identity.evaluate import evaluate_identity
 from sources.ingest import ingest
@@ -252,7 +252,7 @@ def test_an_incremental_link_of_the_next_day_equals_a_full_relink(small_city, tm
         incremental = keys(con)
         incremental_persons = persons(con)
     with duckdb.connect(str(tmp_path / "relinked.duckdb")) as con:
-        run_sql_file(con, "source_person.sql")
+        read_source_records(con)
         assert link_records(con, incremental=False).mode == "full"
         assign_persons(con, "day-2")
         assert keys(con) == incremental
