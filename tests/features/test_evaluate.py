@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from datetime import date
 
 import duckdb
@@ -251,7 +252,7 @@ def test_readable_reasons(evaluated):
     con, _, _ = evaluated
     texts = [t for (t,) in con.sql("SELECT reason_1_text FROM features.model_flag "
                                    "WHERE reason_1_feature = 'mash_contacts_12m' LIMIT 3").fetchall()]
-    assert texts and all("MASH contacts in 12 months (+" in t for t in texts)
+    assert texts and all(re.match(r"MASH contacts in 12 months: \d+ \(\+", t) for t in texts)
 
 
 def test_card_shows_verdict_window_and_subgroups(evaluated):
