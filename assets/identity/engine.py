@@ -163,21 +163,22 @@ def record_metrics(con: duckdb.DuckDBPyConnection, run_id: str, extra: dict) -> 
 
 def read_source_records(con: duckdb.DuckDBPyConnection) -> None:
     """History -> identity.source_person. Rewriting the whole table costs more than
-    building it, and a day changes few rows: only rows that differ are deleted and
-    inserted (the whole table when its columns changed)."""
+    building it, and a day changes few rows: only rows that differ are deleted (by
+    rowid, which needs no second scan) and inserted; the whole table is replaced when
+    its columns changed."""
     run_sql_file(con, "source_person.sql")
     if _exists(con, "identity.source_person") and (
             con.sql("DESCRIBE identity.source_person").fetchall() == con.sql("DESCRIBE source_person_now").fetchall()):
-        same_record = "o.record_id = n.record_id AND o.table_name = n.table_name AND o.system = n.system"
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE source_person_delta AS
-                        SELECT n.* FROM source_person_now n ANTI JOIN identity.source_person o
-                        ON {same_record} AND hash(o) = hash(n)""")
-        con.execute("""CREATE OR REPLACE TEMP TABLE source_person_replaced AS
-                       SELECT system, table_name, record_id FROM source_person_delta
-                       UNION ALL SELECT system, table_name, record_id FROM identity.source_person
-                       ANTI JOIN source_person_now USING (system, table_name, record_id)""")
-        con.execute(f"DELETE FROM identity.source_person o USING source_person_replaced n WHERE {same_record}")
-        con.execute("INSERT INTO identity.source_person SELECT * FROM source_person_delta")
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE source_person_diff AS
+            SELECT o.rowid AS stale_rowid, n.*
+            FROM identity.source_person o
+            FULL JOIN (SELECT *, hash(s) AS row_hash FROM source_person_now s) n
+              ON o.record_id = n.record_id AND o.table_name = n.table_name AND o.system = n.system
+            WHERE o.rowid IS NULL OR n.row_hash IS NULL OR hash(o) <> n.row_hash""")
+        con.execute("DELETE FROM identity.source_person WHERE rowid IN (SELECT stale_rowid FROM source_person_diff)")
+        con.execute("INSERT INTO identity.source_person "
+                    "SELECT * EXCLUDE (stale_rowid, row_hash) FROM source_person_diff WHERE row_hash IS NOT NULL")
     else:
         con.execute("CREATE OR REPLACE TABLE identity.source_person AS SELECT * FROM source_person_now")
     con.execute("DROP TABLE source_person_now")

@@ -198,12 +198,13 @@ def _incremental(con) -> str:
     _run(con, "families_coresidence.sql")
     con.execute("CREATE OR REPLACE TEMP TABLE fam_cores_old AS SELECT * FROM identity.fam_state_cores "
                 "WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
-    con.execute(f"""
-        INSERT INTO fam_chg_person
-        SELECT p FROM {_differing(con, 'fam_cores', 'fam_cores_old')}
-        EXCEPT SELECT person_key FROM fam_chg_person""")
-    con.execute("DELETE FROM identity.fam_state_cores WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
-    con.execute("INSERT INTO identity.fam_state_cores SELECT * FROM fam_cores")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fam_cores_diff AS "
+                f"SELECT * FROM {_differing(con, 'fam_cores', 'fam_cores_old')}")
+    con.execute("INSERT INTO fam_chg_person SELECT p FROM fam_cores_diff EXCEPT SELECT person_key FROM fam_chg_person")
+    # the pairs of most rebuilt addresses are as they were: rewrite only the others'
+    changed_pairs = "address_key IN (SELECT address_key FROM fam_cores_diff)"
+    con.execute(f"DELETE FROM identity.fam_state_cores WHERE {changed_pairs}")
+    con.execute(f"INSERT INTO identity.fam_state_cores SELECT * FROM fam_cores WHERE {changed_pairs}")
     # relationship components
     con.execute("CREATE OR REPLACE TEMP TABLE fam_x AS SELECT person_key FROM fam_chg_person")
     _closure(con, "fam_x", [

@@ -294,10 +294,10 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
     if mode == "incremental":
         _twin_changes(con)
         # pairs touching a changed record, and any evidence the last run did not hold
-        pairs = ("(p.record_l IN (SELECT record_key FROM changed_record) "
-                 "OR p.record_r IN (SELECT record_key FROM changed_record) "
-                 "OR NOT EXISTS (SELECT 1 FROM identity.link o WHERE o.record_l = p.record_l AND o.record_r = p.record_r))")
-        run_sql_file(con, "candidate_edges.sql", target="link_delta", pairs=pairs)
+        touching = TOUCHING.replace("record_l", "p.record_l").replace("record_r", "p.record_r")
+        pairs = (f"({touching} OR NOT EXISTS (SELECT 1 FROM identity.link o "
+                 "WHERE o.record_l = p.record_l AND o.record_r = p.record_r))")
+        run_sql_file(con, "candidate_edges.sql", target="link_delta", pairs=pairs, scored_pairs=touching)
         # in place: the link table is wide (explanations) and mostly unchanged
         con.execute(f"""
             DELETE FROM identity.link k
@@ -307,7 +307,7 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
         _affected_records(con)
         scope = "record_key IN (SELECT record_key FROM affected_record)"
     else:
-        run_sql_file(con, "candidate_edges.sql", target="identity.link", pairs="true")
+        run_sql_file(con, "candidate_edges.sql", target="identity.link", pairs="true", scored_pairs="true")
         scope = "true"
     records = con.sql(f"SELECT record_key, nhs_number, upn, former_upn FROM identity.standardised_record "
                       f"WHERE {scope} ORDER BY record_key").fetchall()

@@ -8,7 +8,8 @@
 --         held back by the twin guard), or 'grey zone' (below the threshold: review).
 -- proposed keeps the status before clustering, so a later run can re-cluster from it.
 -- ${target} and ${pairs} (a condition on the pair p) let an incremental run rebuild only
--- pairs touching changed records.
+-- pairs touching changed records; ${scored_pairs} is the same for scored pairs (a pair
+-- scored since the last run always touches a changed record).
 -- Needs the variable match_threshold.
 CREATE OR REPLACE VIEW identity.current_review_decision AS
 SELECT least(record_l, record_r) AS record_l, greatest(record_l, record_r) AS record_r,
@@ -63,7 +64,7 @@ guarded AS (
                      AND list_has_any(t.shared_forenames, [l.forename, r.forename])))
             THEN 'twin guard: a known twin''s birth date and the names do not tell the twins apart'
         END END AS guard_reason
-    FROM (SELECT * FROM identity.scored_pair AS p WHERE ${pairs}) s
+    FROM (SELECT * FROM identity.scored_pair AS p WHERE ${scored_pairs}) s
     JOIN identity.standardised_record l ON l.record_key = s.record_l
     JOIN identity.standardised_record r ON r.record_key = s.record_r
     LEFT JOIN (

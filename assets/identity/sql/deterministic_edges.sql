@@ -21,7 +21,7 @@ pairs AS (
     FROM keyed a JOIN keyed b
       ON a.link_rule = b.link_rule AND a.key_value = b.key_value AND a.record_key < b.record_key
 ),
-checked AS (
+checked AS MATERIALIZED (
     SELECT p.link_rule, p.record_l, p.record_r,
         CASE
             WHEN l.sex IS NOT NULL AND r.sex IS NOT NULL AND l.sex <> r.sex THEN 'sex contradicts'
@@ -35,7 +35,7 @@ checked AS (
     JOIN identity.standardised_record l ON l.record_key = p.record_l
     JOIN identity.standardised_record r ON r.record_key = p.record_r
 )
-SELECT link_rule, record_l, record_r, contradiction IS NULL AS accepted, contradiction
-FROM checked
-QUALIFY contradiction IS NOT NULL
-     OR row_number() OVER (PARTITION BY link_rule, record_r, contradiction IS NULL ORDER BY record_l) = 1;
+SELECT link_rule, record_l, record_r, false AS accepted, contradiction FROM checked WHERE contradiction IS NOT NULL
+UNION ALL  -- the first compatible record: a grouping costs less than a window here
+SELECT link_rule, min(record_l), record_r, true, NULL FROM checked WHERE contradiction IS NULL
+GROUP BY link_rule, record_r;

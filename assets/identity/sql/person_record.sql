@@ -25,12 +25,14 @@ DELETE FROM identity.person_record
 WHERE ${scope} OR record_key NOT IN (SELECT record_key FROM identity.standardised_record);
 
 INSERT INTO identity.person_record
-WITH touching AS (
-    SELECT record_l AS record_key, priority, link_rule, match_probability, explanation
-    FROM identity.link WHERE status = 'accepted'
-    UNION ALL
-    SELECT record_r, priority, link_rule, match_probability, explanation
-    FROM identity.link WHERE status = 'accepted'
+WITH touching AS (  -- of the records in scope only: the link table is wide
+    SELECT * FROM (
+        SELECT record_l AS record_key, priority, link_rule, match_probability, explanation
+        FROM identity.link WHERE status = 'accepted'
+        UNION ALL
+        SELECT record_r, priority, link_rule, match_probability, explanation
+        FROM identity.link WHERE status = 'accepted')
+    WHERE ${scope}
 ),
 strongest AS (
     SELECT * FROM touching
