@@ -7,6 +7,7 @@ from assets.checks import report
 from assets.features.evaluate import train_and_evaluate
 from assets.features.features import build_features
 from assets.features.model_card import write_model_card
+from assets.warehouse_assets import expectations_check
 from pipelines.resources import Warehouse
 from quality import checks
 from quality.audit import thresholds
@@ -51,5 +52,12 @@ def features_integrity(context: dg.AssetCheckExecutionContext, warehouse: Wareho
                       checks.features_integrity(con))
 
 
+@dg.asset_check(asset=child_month, name="feature_expectations",
+                description="Great Expectations suite for features.child_month (quality/suites/warehouse/): "
+                            "key, ranges (ages, rates, deciles, counts) and code sets.")
+def feature_expectations(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    return expectations_check(context, warehouse, "features/child_month", "feature_expectations", ("features",))
+
+
 features_assets = [child_month, model_card]
-features_checks = [features_integrity]
+features_checks = [features_integrity, feature_expectations]
