@@ -84,6 +84,13 @@ def standardise(con: duckdb.DuckDBPyConnection, incremental: bool = True) -> int
         SELECT s.record_key FROM identity.standardised_record s
         ANTI JOIN identity.source_person sp ON s.record_key = sp.system || '/' || sp.table_name || '/' || sp.record_id
     """)
+    # identifiers and birth dates a changed record held or holds: what shared-identifier
+    # edges and twin births must be rebuilt for
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE changed_value AS
+        SELECT * FROM identity.standardised_record WHERE record_key IN (SELECT record_key FROM changed_record)
+        UNION ALL SELECT * FROM standardised_delta
+    """)
     con.execute("DELETE FROM identity.standardised_record WHERE record_key IN (SELECT record_key FROM changed_record)")
     con.execute("INSERT INTO identity.standardised_record SELECT * FROM standardised_delta")
     return con.sql("SELECT count(*) FROM changed_record").fetchall()[0][0]
@@ -237,6 +244,20 @@ def _affected_records(con: duckdb.DuckDBPyConnection) -> None:
             return
 
 
+def _rebuild_deterministic_edges(con: duckdb.DuckDBPyConnection) -> None:
+    """Shared-identifier edges and twin births of the identifiers and birth dates that
+    changed records held or hold (changed_value); every other row is as the last run left it."""
+    con.execute("CREATE OR REPLACE TEMP TABLE twin_birth_before AS SELECT * FROM identity.twin_birth")
+    run_sql_file(con, "deterministic_edges.sql", changed="changed_value", target="deterministic_delta")
+    con.execute(f"""DELETE FROM identity.deterministic_edge e WHERE {TOUCHING} OR EXISTS (
+                        SELECT 1 FROM deterministic_scope d WHERE d.link_rule = e.link_rule AND d.record_key = e.record_r)""")
+    con.execute("INSERT INTO identity.deterministic_edge SELECT * FROM deterministic_delta")
+    dobs = "dob IN (SELECT dob FROM changed_value)"
+    run_sql_file(con, "twin_guard.sql", dobs=dobs, target="twin_birth_delta")
+    con.execute(f"DELETE FROM identity.twin_birth WHERE {dobs}")
+    con.execute("INSERT INTO identity.twin_birth SELECT * FROM twin_birth_delta")
+
+
 def _twin_changes(con: duckdb.DuckDBPyConnection) -> None:
     """Add to changed_record the records whose twin-guard situation changed: a birth date
     newly or no longer known to be twins', for their surname or postcode."""
@@ -277,10 +298,12 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
     seconds["standardise"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if changed is not None:
-        con.execute("CREATE OR REPLACE TEMP TABLE twin_birth_before AS SELECT * FROM identity.twin_birth")
-    run_sql_file(con, "deterministic_edges.sql")
-    run_sql_file(con, "twin_guard.sql")
+    if changed is None:
+        run_sql_file(con, "deterministic_edges.sql", changed="identity.standardised_record",
+                     target="identity.deterministic_edge")
+        run_sql_file(con, "twin_guard.sql", dobs="true", target="identity.twin_birth")
+    else:
+        _rebuild_deterministic_edges(con)
     seconds["deterministic"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -5,20 +5,32 @@
 -- accepted = false and its reason so that it reaches the review queue, not a person.
 -- To keep clustering cheap each record keeps one accepted edge per rule: to the first
 -- compatible record (by record_key) that shares the identifier.
-CREATE OR REPLACE TABLE identity.deterministic_edge AS
-WITH keyed AS (
+-- Those edges of a record depend only on the records sharing its identifiers, so an
+-- incremental run rebuilds only the edges of records sharing an identifier with one of
+-- ${changed} (the old and new values of changed records; every record in a full run):
+-- deterministic_scope (link_rule, record_key) lists them, their edges go to ${target}.
+CREATE OR REPLACE TEMP MACRO strong_identifier(t) AS TABLE
     SELECT record_key, 'NHS number agrees' AS link_rule, nhs_number AS key_value
-    FROM identity.standardised_record WHERE nhs_number IS NOT NULL
+    FROM query_table(t) WHERE nhs_number IS NOT NULL
     UNION ALL
-    SELECT record_key, 'UPN agrees', upn FROM identity.standardised_record WHERE upn IS NOT NULL
+    SELECT record_key, 'UPN agrees', upn FROM query_table(t) WHERE upn IS NOT NULL
     UNION ALL
-    SELECT record_key, 'UPN agrees', former_upn FROM identity.standardised_record WHERE former_upn IS NOT NULL
+    SELECT record_key, 'UPN agrees', former_upn FROM query_table(t) WHERE former_upn IS NOT NULL
     UNION ALL
-    SELECT record_key, 'Mosaic person id agrees', csc_id FROM identity.standardised_record WHERE csc_id IS NOT NULL
-),
-pairs AS (
+    SELECT record_key, 'Mosaic person id agrees', csc_id FROM query_table(t) WHERE csc_id IS NOT NULL;
+
+CREATE OR REPLACE TEMP TABLE deterministic_key AS
+SELECT * FROM strong_identifier('identity.standardised_record');
+
+CREATE OR REPLACE TEMP TABLE deterministic_scope AS
+SELECT DISTINCT link_rule, record_key FROM deterministic_key
+SEMI JOIN strong_identifier('${changed}') c USING (link_rule, key_value);
+
+CREATE OR REPLACE TABLE ${target} AS
+WITH pairs AS (
     SELECT DISTINCT a.link_rule, a.record_key AS record_l, b.record_key AS record_r
-    FROM keyed a JOIN keyed b
+    FROM deterministic_key a
+    JOIN (SELECT * FROM deterministic_key SEMI JOIN deterministic_scope USING (link_rule, record_key)) b
       ON a.link_rule = b.link_rule AND a.key_value = b.key_value AND a.record_key < b.record_key
 ),
 checked AS MATERIALIZED (

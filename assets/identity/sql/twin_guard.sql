@@ -4,18 +4,19 @@
 -- date, a surname and an address, and parents give them names a typo could turn into
 -- each other (Jayden/Jaden); some share a first name and differ only in the middle one.
 -- shared_forenames lists first names two of the children there both carry.
--- Grain: one row per (dob, key_kind, key_value).
-CREATE OR REPLACE TABLE identity.twin_birth AS
+-- Grain: one row per (dob, key_kind, key_value). ${dobs} limits the rebuild to some birth
+-- dates (an incremental run's changed records'), written to ${target}.
+CREATE OR REPLACE TABLE ${target} AS
 WITH children AS (
     -- each system's own records: within one system, two NHS numbers or two pupils are two children
     SELECT table_name, dob, surname, postcode, forename, nhs_number AS child_id
     FROM identity.standardised_record
     -- not the MASH (numbers typed by referrers) nor parents recorded by health visitors
-    WHERE table_name NOT IN ('contacts', 'RelatedPerson') AND dob IS NOT NULL AND nhs_number IS NOT NULL
+    WHERE table_name NOT IN ('contacts', 'RelatedPerson') AND dob IS NOT NULL AND nhs_number IS NOT NULL AND ${dobs}
     UNION ALL
     SELECT table_name, dob, surname, postcode, forename, coalesce(former_upn, upn)
     FROM identity.standardised_record
-    WHERE table_name IN ('pupils', 'records') AND dob IS NOT NULL AND upn IS NOT NULL
+    WHERE table_name IN ('pupils', 'records') AND dob IS NOT NULL AND upn IS NOT NULL AND ${dobs}
 ),
 keyed AS (
     SELECT table_name, dob, 'surname' AS key_kind, surname AS key_value, forename, child_id
