@@ -124,7 +124,8 @@ def export_review_queue(con: duckdb.DuckDBPyConnection, review_dir: Path) -> Pat
     out = review_dir / "queue.csv"
     con.execute(f"""COPY (SELECT record_l, record_r, '' AS decision, '' AS reviewer, '' AS decided_at,
                                  * EXCLUDE (record_l, record_r)
-                          FROM identity.review_queue) TO '{out}' (HEADER)""")
+                          FROM identity.review_queue ORDER BY match_probability DESC, record_l, record_r)
+                 TO '{out}' (HEADER)""")
     return out
 
 
@@ -191,7 +192,15 @@ def assign_persons(con: duckdb.DuckDBPyConnection, run_id: str, mode: str = "ful
     scope = "record_key IN (SELECT record_key FROM affected_record)" if mode == "incremental" else "true"
     run_sql_file(con, "person_keys.sql", scope=scope)
     run_sql_file(con, "person_record.sql", scope=scope)
-    run_sql_file(con, "review_queue.sql")
+    if mode == "incremental":  # in place: the queue is wide (explanations) and mostly unchanged
+        pairs = ("k.record_l IN (SELECT record_key FROM affected_record) "
+                 "OR k.record_r IN (SELECT record_key FROM affected_record)")
+        run_sql_file(con, "review_queue.sql", scope=pairs, target="review_queue_delta")
+        con.execute(f"DELETE FROM identity.review_queue k WHERE {pairs}")
+        con.execute("INSERT INTO identity.review_queue SELECT * FROM review_queue_delta")
+        con.execute("UPDATE identity.review_queue SET queued_run = getvariable('run_id')")
+    else:
+        run_sql_file(con, "review_queue.sql", scope="true", target="identity.review_queue")
 
 
 def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,

@@ -7,7 +7,9 @@
 --               different NHS numbers or UPNs.
 -- A pair a reviewer has already decided is not queued again; the decision is applied
 -- as a hard constraint by link.py. Needs the variable run_id.
-CREATE OR REPLACE TABLE identity.review_queue AS
+-- ${scope} limits the rebuild to pairs with a record an incremental run clustered again
+-- (no other pair's status, persons or values can have changed), written to ${target}.
+CREATE OR REPLACE TABLE ${target} AS
 SELECT md5(k.record_l || '|' || k.record_r) AS pair_id,
        k.record_l, k.record_r,
        CASE k.status WHEN 'grey zone' THEN 'grey zone' ELSE 'refused: ' || k.reason END AS why,
@@ -30,6 +32,7 @@ JOIN identity.standardised_record l ON l.record_key = k.record_l
 JOIN identity.standardised_record r ON r.record_key = k.record_r
 WHERE k.status IN ('grey zone', 'refused')
   AND pl.person_key <> pr.person_key
+  AND (${scope})
   AND NOT EXISTS (SELECT 1 FROM identity.current_review_decision d
                   WHERE d.record_l = k.record_l AND d.record_r = k.record_r)
 ORDER BY k.match_probability DESC;
