@@ -178,7 +178,9 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
             dict(c, comparison_levels=[{k: v for k, v in lv.items() if not k.startswith("tf_")}
                                        for lv in c["comparison_levels"]])
             for c in model["comparisons"]]
-    linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model)
+    # an incremental run continues a full run's state with the same model on the same
+    # columns, which that run checked
+    linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model, validate=mode == "full")
     if mode == "incremental":
         for column in _tf_columns(model):  # frequencies of the whole population, not the subset
             con.execute(f"""CREATE OR REPLACE TEMP TABLE tf_lookup_{column} AS

@@ -134,14 +134,16 @@ def settings() -> dict:
     }
 
 
-def linker_for(con: duckdb.DuckDBPyConnection, tables: dict[str, str], model: dict | Path):
-    """A Splink linker over `tables` (system -> table name) on this DuckDB connection."""
+def linker_for(con: duckdb.DuckDBPyConnection, tables: dict[str, str], model: dict | Path,
+               validate: bool = True):
+    """A Splink linker over `tables` (system -> table name) on this DuckDB connection.
+    validate: check that the model's columns exist (Splink parses every rule: ~0.25 s)."""
     from splink import DuckDBAPI, Linker  # Splink's import costs ~1 s: only where used
 
     db_api = DuckDBAPI(con)
     frames = [db_api.register(table, table_name=f"__input_{system}") for system, table in tables.items()]
     return Linker(frames, model if isinstance(model, dict) else json.loads(Path(model).read_text()),
-                  log_level=logging.WARNING)
+                  log_level=logging.WARNING, validate_settings=validate)
 
 
 def load_model(path: Path = MODEL_PATH) -> dict:
