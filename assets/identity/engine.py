@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 
 from .families import build_families
-from .link import MATCH_THRESHOLD, link_records, run_sql_file
+from .link import MATCH_THRESHOLD, SCRATCH, link_records, run_sql_file, scratch
 from .model import MODEL_PATH
 
 DECISIONS = ("match", "not a match")
@@ -195,9 +195,9 @@ def assign_persons(con: duckdb.DuckDBPyConnection, run_id: str, mode: str = "ful
     if mode == "incremental":  # in place: the queue is wide (explanations) and mostly unchanged
         pairs = ("k.record_l IN (SELECT record_key FROM affected_record) "
                  "OR k.record_r IN (SELECT record_key FROM affected_record)")
-        run_sql_file(con, "review_queue.sql", scope=pairs, target="review_queue_delta")
+        run_sql_file(con, "review_queue.sql", scope=pairs, target=f"{scratch(con)}.review_queue_delta")
         con.execute(f"DELETE FROM identity.review_queue k WHERE {pairs}")
-        con.execute("INSERT INTO identity.review_queue SELECT * FROM review_queue_delta")
+        con.execute(f"INSERT INTO identity.review_queue SELECT * FROM {SCRATCH}.review_queue_delta")
         con.execute("UPDATE identity.review_queue SET queued_run = getvariable('run_id')")
     else:
         run_sql_file(con, "review_queue.sql", scope="true", target="identity.review_queue")

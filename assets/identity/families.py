@@ -25,6 +25,8 @@ from pathlib import Path
 
 import duckdb
 
+from .link import SCRATCH, scratch
+
 SQL_DIR = Path(__file__).parent / "sql"
 STEPS = ("families_residence.sql", "families_evidence.sql", "families_coresidence.sql",
          "families_keys.sql", "families_members.sql")
@@ -190,10 +192,11 @@ def _incremental(con) -> str:
         return "unchanged"
     con.execute("CREATE OR REPLACE TEMP VIEW fam_residence_scope AS SELECT * FROM fam_residence "
                 "WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
-    _run(con, "families_households.sql", residence="fam_residence_scope", household_out="fam_household_new")
+    _run(con, "families_households.sql", residence="fam_residence_scope",
+         household_out=f"{scratch(con)}.fam_household_new")
     con.execute("DELETE FROM identity.household WHERE household_key IN (SELECT household_key FROM "
                 "identity.household_registry WHERE address_key IN (SELECT address_key FROM fam_chg_address))")
-    con.execute("INSERT INTO identity.household SELECT * FROM fam_household_new")
+    con.execute(f"INSERT INTO identity.household SELECT * FROM {SCRATCH}.fam_household_new")
     # co-residence pairs at the rebuilt addresses; people whose pairs changed are changed too
     _run(con, "families_coresidence.sql")
     con.execute("CREATE OR REPLACE TEMP TABLE fam_cores_old AS SELECT * FROM identity.fam_state_cores "
@@ -249,13 +252,13 @@ def _incremental(con) -> str:
         SELECT f.person_key, k.family_key FROM fam_final f JOIN fam_key k USING (comp)
         UNION ALL
         SELECT person_key, family_key FROM identity.fam_state_final WHERE person_key NOT IN (SELECT person_key FROM fam_y)""")
-    _run(con, "families_members.sql", cores="identity.fam_state_cores", family_member_out="fam_member_new",
-         family_out="fam_family_new")
+    _run(con, "families_members.sql", cores="identity.fam_state_cores",
+         family_member_out=f"{SCRATCH}.fam_member_new", family_out=f"{SCRATCH}.fam_family_new")
     con.execute("DELETE FROM identity.family_member WHERE person_key IN (SELECT person_key FROM fam_y)")
-    con.execute("INSERT INTO identity.family_member SELECT * FROM fam_member_new")
+    con.execute(f"INSERT INTO identity.family_member SELECT * FROM {SCRATCH}.fam_member_new")
     con.execute("DELETE FROM identity.family WHERE family_key IN (SELECT family_key FROM fam_old_keys)")
     _carry_forward(con, everything=False)
-    con.execute("INSERT INTO identity.family SELECT * FROM fam_family_new")
+    con.execute(f"INSERT INTO identity.family SELECT * FROM {SCRATCH}.fam_family_new")
     return "incremental"
 
 

@@ -54,6 +54,16 @@ def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str
                                       "WHERE table_schema = ? AND table_name = ?", [schema, table]).fetchall()}
 
 
+SCRATCH = "identity_scratch"
+
+
+def scratch(con: duckdb.DuckDBPyConnection) -> str:
+    """An in-memory catalog for an incremental run's intermediate tables: written to the
+    database they would go through its log and bring on checkpoints for nothing."""
+    con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {SCRATCH}")
+    return SCRATCH
+
+
 TOUCHING = ("(record_l IN (SELECT record_key FROM changed_record) "
             "OR record_r IN (SELECT record_key FROM changed_record))")
 
@@ -76,23 +86,23 @@ def standardise(con: duckdb.DuckDBPyConnection, incremental: bool = True) -> int
         ANTI JOIN identity.standardised_record s
           ON s.record_key = sp.system || '/' || sp.table_name || '/' || sp.record_id AND s.source_hash = hash(sp)
     """)
-    run_sql_file(con, "standardise.sql", source="source_delta", target="standardised_delta")
-    con.execute("""
+    run_sql_file(con, "standardise.sql", source="source_delta", target=f"{scratch(con)}.standardised_delta")
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE changed_record AS
-        SELECT record_key FROM standardised_delta
+        SELECT record_key FROM {SCRATCH}.standardised_delta
         UNION
         SELECT s.record_key FROM identity.standardised_record s
         ANTI JOIN identity.source_person sp ON s.record_key = sp.system || '/' || sp.table_name || '/' || sp.record_id
     """)
     # identifiers and birth dates a changed record held or holds: what shared-identifier
     # edges and twin births must be rebuilt for
-    con.execute("""
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE changed_value AS
         SELECT * FROM identity.standardised_record WHERE record_key IN (SELECT record_key FROM changed_record)
-        UNION ALL SELECT * FROM standardised_delta
+        UNION ALL SELECT * FROM {SCRATCH}.standardised_delta
     """)
     con.execute("DELETE FROM identity.standardised_record WHERE record_key IN (SELECT record_key FROM changed_record)")
-    con.execute("INSERT INTO identity.standardised_record SELECT * FROM standardised_delta")
+    con.execute(f"INSERT INTO identity.standardised_record SELECT * FROM {SCRATCH}.standardised_delta")
     return con.sql("SELECT count(*) FROM changed_record").fetchall()[0][0]
 
 
@@ -178,27 +188,35 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
             dict(c, comparison_levels=[{k: v for k, v in lv.items() if not k.startswith("tf_")}
                                        for lv in c["comparison_levels"]])
             for c in model["comparisons"]]
-    # an incremental run continues a full run's state with the same model on the same
-    # columns, which that run checked
-    linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model, validate=mode == "full")
+    database = con.sql("SELECT current_database()").fetchall()[0][0]
     if mode == "incremental":
         for column in _tf_columns(model):  # frequencies of the whole population, not the subset
             con.execute(f"""CREATE OR REPLACE TEMP TABLE tf_lookup_{column} AS
                 SELECT "{column}", count(*) / sum(count(*)) OVER () AS "tf_{column}"
                 FROM identity.standardised_record WHERE "{column}" IS NOT NULL GROUP BY 1""")
-            linker.table_management.register_term_frequency_lookup(
-                linker._db_api.register(f"tf_lookup_{column}"), column)
-    elif con.sql("SELECT count(*) FROM identity.deterministic_edge "
-                 "WHERE link_rule <> 'Mosaic person id agrees'").fetchall()[0][0]:
-        # The prior depends on how many records this run holds, not on the training city.
-        # With no pair sharing an identifier there is nothing to estimate it from: keep the
-        # trained prior.
-        linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RULES_RECALL)
-    if mode == "full":
-        prior = linker._settings_obj._probability_two_random_records_match
-        con.execute("CREATE OR REPLACE TABLE identity.link_state AS SELECT ?::DOUBLE AS prior, ? AS model_sha256",
-                    [prior, fingerprint])
-    predictions = linker.inference.predict(threshold_match_probability=GREY_FLOOR, warning_mode="never")
+        con.execute(f"USE {SCRATCH}")  # Splink's intermediate tables, small here, need not be logged
+    try:
+        # an incremental run continues a full run's state with the same model on the same
+        # columns, which that run checked
+        linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model, validate=mode == "full")
+        if mode == "incremental":
+            for column in _tf_columns(model):
+                linker.table_management.register_term_frequency_lookup(
+                    linker._db_api.register(f"tf_lookup_{column}"), column)
+        elif con.sql("SELECT count(*) FROM identity.deterministic_edge "
+                     "WHERE link_rule <> 'Mosaic person id agrees'").fetchall()[0][0]:
+            # The prior depends on how many records this run holds, not on the training city.
+            # With no pair sharing an identifier there is nothing to estimate it from: keep the
+            # trained prior.
+            linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RULES_RECALL)
+        if mode == "full":
+            prior = linker._settings_obj._probability_two_random_records_match
+            con.execute("CREATE OR REPLACE TABLE identity.link_state AS SELECT ?::DOUBLE AS prior, ? AS model_sha256",
+                        [prior, fingerprint])
+        predictions = linker.inference.predict(threshold_match_probability=GREY_FLOOR, warning_mode="never")
+        scores = f'"{con.sql("SELECT current_database()").fetchall()[0][0]}".main.{predictions.physical_name}'
+    finally:
+        con.execute(f'USE "{database}"')
     explanation = " || '; ' || ".join(
         f"coalesce({_level_labels(c)}, '')" for c in model["comparisons"])
     new_scores = f"""
@@ -206,13 +224,13 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
                greatest(record_key_l, record_key_r) AS record_r,
                match_probability, match_weight, match_key,
                rtrim(regexp_replace({explanation}, '(; )+', '; ', 'g'), '; ') AS explanation
-        FROM {predictions.physical_name}"""
+        FROM {scores}"""
     if mode == "incremental":  # in place: rewriting the whole table costs more than the change
         con.execute(f"DELETE FROM identity.scored_pair WHERE {TOUCHING}")
         con.execute(f"INSERT INTO identity.scored_pair {new_scores}")
     else:
         con.execute(f"CREATE OR REPLACE TABLE identity.scored_pair AS {new_scores}")
-    predictions.drop_table_from_database_and_remove_from_cache()
+    con.execute(f"DROP TABLE {scores}")
     return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0], mode
 
 
@@ -250,14 +268,14 @@ def _rebuild_deterministic_edges(con: duckdb.DuckDBPyConnection) -> None:
     """Shared-identifier edges and twin births of the identifiers and birth dates that
     changed records held or hold (changed_value); every other row is as the last run left it."""
     con.execute("CREATE OR REPLACE TEMP TABLE twin_birth_before AS SELECT * FROM identity.twin_birth")
-    run_sql_file(con, "deterministic_edges.sql", changed="changed_value", target="deterministic_delta")
+    run_sql_file(con, "deterministic_edges.sql", changed="changed_value", target=f"{SCRATCH}.deterministic_delta")
     con.execute(f"""DELETE FROM identity.deterministic_edge e WHERE {TOUCHING} OR EXISTS (
                         SELECT 1 FROM deterministic_scope d WHERE d.link_rule = e.link_rule AND d.record_key = e.record_r)""")
-    con.execute("INSERT INTO identity.deterministic_edge SELECT * FROM deterministic_delta")
+    con.execute(f"INSERT INTO identity.deterministic_edge SELECT * FROM {SCRATCH}.deterministic_delta")
     dobs = "dob IN (SELECT dob FROM changed_value)"
-    run_sql_file(con, "twin_guard.sql", dobs=dobs, target="twin_birth_delta")
+    run_sql_file(con, "twin_guard.sql", dobs=dobs, target=f"{SCRATCH}.twin_birth_delta")
     con.execute(f"DELETE FROM identity.twin_birth WHERE {dobs}")
-    con.execute("INSERT INTO identity.twin_birth SELECT * FROM twin_birth_delta")
+    con.execute(f"INSERT INTO identity.twin_birth SELECT * FROM {SCRATCH}.twin_birth_delta")
 
 
 def _twin_changes(con: duckdb.DuckDBPyConnection) -> None:
@@ -322,13 +340,13 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
         touching = TOUCHING.replace("record_l", "p.record_l").replace("record_r", "p.record_r")
         pairs = (f"({touching} OR NOT EXISTS (SELECT 1 FROM identity.link o "
                  "WHERE o.record_l = p.record_l AND o.record_r = p.record_r))")
-        run_sql_file(con, "candidate_edges.sql", target="link_delta", pairs=pairs, scored_pairs=touching)
+        run_sql_file(con, "candidate_edges.sql", target=f"{SCRATCH}.link_delta", pairs=pairs, scored_pairs=touching)
         # in place: the link table is wide (explanations) and mostly unchanged
         con.execute(f"""
             DELETE FROM identity.link k
             WHERE {TOUCHING.replace("record_l", "k.record_l").replace("record_r", "k.record_r")}
-               OR EXISTS (SELECT 1 FROM link_delta d WHERE d.record_l = k.record_l AND d.record_r = k.record_r)""")
-        con.execute("INSERT INTO identity.link SELECT * FROM link_delta")
+               OR EXISTS (SELECT 1 FROM {SCRATCH}.link_delta d WHERE d.record_l = k.record_l AND d.record_r = k.record_r)""")
+        con.execute(f"INSERT INTO identity.link SELECT * FROM {SCRATCH}.link_delta")
         _affected_records(con)
         scope = "record_key IN (SELECT record_key FROM affected_record)"
     else:
