@@ -340,7 +340,9 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
         touching = TOUCHING.replace("record_l", "p.record_l").replace("record_r", "p.record_r")
         pairs = (f"({touching} OR NOT EXISTS (SELECT 1 FROM identity.link o "
                  "WHERE o.record_l = p.record_l AND o.record_r = p.record_r))")
-        run_sql_file(con, "candidate_edges.sql", target=f"{SCRATCH}.link_delta", pairs=pairs, scored_pairs=touching)
+        run_sql_file(con, "candidate_edges.sql", target=f"{SCRATCH}.link_delta", pairs=pairs, scored_pairs=touching,
+                     identifier_edges=f"(SELECT * FROM identity.deterministic_edge WHERE {TOUCHING} "
+                                      f"UNION SELECT * FROM {SCRATCH}.deterministic_delta)")
         # in place: the link table is wide (explanations) and mostly unchanged
         con.execute(f"""
             DELETE FROM identity.link k
@@ -350,7 +352,8 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
         _affected_records(con)
         scope = "record_key IN (SELECT record_key FROM affected_record)"
     else:
-        run_sql_file(con, "candidate_edges.sql", target="identity.link", pairs="true", scored_pairs="true")
+        run_sql_file(con, "candidate_edges.sql", target="identity.link", pairs="true", scored_pairs="true",
+                     identifier_edges="identity.deterministic_edge")
         scope = "true"
     records = con.sql(f"SELECT record_key, nhs_number, upn, former_upn FROM identity.standardised_record "
                       f"WHERE {scope} ORDER BY record_key").fetchall()

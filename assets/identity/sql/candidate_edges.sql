@@ -9,7 +9,9 @@
 -- proposed keeps the status before clustering, so a later run can re-cluster from it.
 -- ${target} and ${pairs} (a condition on the pair p) let an incremental run rebuild only
 -- pairs touching changed records; ${scored_pairs} is the same for scored pairs (a pair
--- scored since the last run always touches a changed record).
+-- scored since the last run always touches a changed record), and ${identifier_edges}
+-- for shared identifiers (in an incremental run, the edges touching a changed record and
+-- those just rebuilt: any other edge and its link are as the last run left them).
 -- Needs the variable match_threshold.
 CREATE OR REPLACE VIEW identity.current_review_decision AS
 SELECT least(record_l, record_r) AS record_l, greatest(record_l, record_r) AS record_r,
@@ -32,7 +34,7 @@ shared_identifier AS (
                                ELSE '; but ' || d.contradiction END,
            CASE WHEN d.accepted THEN 'candidate' ELSE 'refused' END,
            CASE WHEN NOT d.accepted THEN d.link_rule || ' but ' || d.contradiction END
-    FROM (SELECT * FROM identity.deterministic_edge AS p WHERE ${pairs}) d
+    FROM (SELECT * FROM ${identifier_edges} AS p WHERE ${pairs}) d
     LEFT JOIN identity.scored_pair s USING (record_l, record_r)
 ),
 guarded AS (
