@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
+from pathlib import Path
+
+import duckdb
 import pytest
 
+from assets.identity.engine import run_identity
+from sources.ingest import ingest
 from sources.synthetic.city import generate_city
 from sources.synthetic.config import CityConfig
 
@@ -20,3 +25,17 @@ def small_city(tmp_path_factory):
     out = tmp_path_factory.mktemp("city")
     summary = generate_city(SMALL_CITY, out)
     return out, summary
+
+
+def stage_and_link(city: Path, folder: Path, *then) -> Path:
+    """A build database in ``folder`` with every drop of ``city`` staged and identity linked
+    once (run-1); each of ``then`` (e.g. build_model) is then called on it in turn."""
+    database = folder / "build.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        summaries = ingest(con, city / "landing", folder / "staged")
+        assert all(s.staged for s in summaries), summaries
+        run_identity(con, "run-1", folder / "review")
+        for step in then:
+            step(con)
+    return database

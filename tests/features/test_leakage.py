@@ -20,23 +20,13 @@ import duckdb
 import pytest
 
 from assets.features.features import build_features
-from assets.identity.engine import run_identity
 from assets.warehouse.model import build_model
-from sources.ingest import ingest
+from tests.conftest import stage_and_link
 
 
 @pytest.fixture(scope="module")
 def built(small_city, tmp_path_factory) -> Path:
-    city, _summary = small_city
-    folder = tmp_path_factory.mktemp("features_build")
-    database = folder / "build.duckdb"
-    with duckdb.connect(str(database)) as con:
-        con.execute("SET TimeZone = 'UTC'")
-        ingest(con, city / "landing", folder / "staged")
-        run_identity(con, "run-1", folder / "review")
-        build_model(con)
-        build_features(con)
-    return database
+    return stage_and_link(small_city[0], tmp_path_factory.mktemp("features_build"), build_model, build_features)
 
 
 def features_at(con, as_of: date) -> list[tuple]:

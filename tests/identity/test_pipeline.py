@@ -16,22 +16,16 @@ import duckdb
 import pytest
 
 from assets.identity.engine import assign_persons, read_source_records, run_identity
-from assets.identity.link import link_records, run_sql_file
+from assets.identity.link import link_records
 from assets.identity.evaluate import evaluate_identity
 from sources.ingest import ingest
+from tests.conftest import stage_and_link
 
 
 @pytest.fixture(scope="module")
 def built(small_city, tmp_path_factory) -> Path:
     """A build database with every system staged and identity linked once (run-1)."""
-    city, _summary = small_city
-    folder = tmp_path_factory.mktemp("identity_build")
-    database = folder / "build.duckdb"
-    with duckdb.connect(str(database)) as con:
-        summaries = ingest(con, city / "landing", folder / "staged")
-        assert all(s.staged for s in summaries), summaries
-        run_identity(con, "run-1", folder / "review")
-    return database
+    return stage_and_link(small_city[0], tmp_path_factory.mktemp("identity_build"))
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from assets.identity.engine import run_identity
 from assets.warehouse.model import REFERENCE_TABLES, TABLE_GRAIN, build_model
-from sources.ingest import ingest
 from sources.synthetic.early_help import ETHNICITY_TEXT
+from tests.conftest import stage_and_link
 
 # docs/warehouse.md, schema `model`: the columns each table has at least.
 SPEC_COLUMNS: dict[str, set[str]] = {
@@ -80,15 +79,9 @@ ETHNICITY_GROUPS = {"White", "Mixed", "Asian", "Black", "Chinese", "Other", "Not
 @pytest.fixture(scope="module")
 def built(small_city, tmp_path_factory) -> tuple[Path, dict[str, int]]:
     """The small city staged, linked (run-1) and modelled once; the model's row counts."""
-    city, _summary = small_city
-    folder = tmp_path_factory.mktemp("model_build")
-    database = folder / "build.duckdb"
-    with duckdb.connect(str(database)) as con:
-        con.execute("SET TimeZone = 'UTC'")
-        summaries = ingest(con, city / "landing", folder / "staged")
-        assert all(s.staged for s in summaries), summaries
-        run_identity(con, "run-1", folder / "review")
-        counts = build_model(con)
+    counts = {}
+    database = stage_and_link(small_city[0], tmp_path_factory.mktemp("model_build"),
+                              lambda con: counts.update(build_model(con)))
     return database, counts
 
 
