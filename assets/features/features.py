@@ -40,7 +40,7 @@ def data_window(con: duckdb.DuckDBPyConnection) -> tuple[date, date, date]:
 
     The data's last day is the newest extract date any system delivered, so a rebuild of
     the same drops gives the same window whatever today's date is. The window starts once
-    a full year of the systems' own records lies behind it.
+    LOOKBACK_MONTHS of the systems' own records lie behind it.
     """
     data_as_of, earliest = con.execute("""
         SELECT greatest((SELECT max(valid_from) FROM history.education__pupils),
@@ -51,7 +51,11 @@ def data_window(con: duckdb.DuckDBPyConnection) -> tuple[date, date, date]:
                least((SELECT min(received_at)::DATE FROM history.mash__contacts),
                      (SELECT min(cine_referral_date)::DATE FROM history.social_care__ssd_cin_episodes))
     """).fetchall()[0]
-    first = month_end(date(earliest.year + 1, earliest.month, 1) if earliest else data_as_of)
+    if earliest:
+        months = earliest.month - 1 + LOOKBACK_MONTHS
+        first = month_end(date(earliest.year + months // 12, months % 12 + 1, 1))
+    else:
+        first = data_as_of
     last = last_month_end_on_or_before(data_as_of)
     return min(first, last), last, data_as_of
 
