@@ -5,9 +5,9 @@
 -- record deleted or merged away later still gets a person_key for its past events.
 -- role is 'child' or 'adult' where the source says so (a MASH contact is about a child,
 -- a RelatedPerson is a parent), else NULL. Values stay as the source wrote them; standardise.sql folds and validates them.
--- Built as the temporary source_person_now: engine.read_source_records writes to
+-- Defined as the temporary view source_person_now: engine.read_source_records writes to
 -- identity.source_person only the rows that differ from the last run's.
-CREATE OR REPLACE TEMP TABLE source_person_now AS
+CREATE OR REPLACE TEMP VIEW source_person_now AS
 WITH
 pupils AS (
     SELECT * FROM history.education__pupils
