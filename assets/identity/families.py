@@ -6,7 +6,7 @@ below, and creates or refreshes, in the same DuckDB database:
 - ``identity.household`` (household_key, person_key, address_basis, uprn, postcode,
   valid_from, valid_to, evidence, household_people, is_crowded);
 - ``identity.family_member`` (family_key, person_key, role, valid_from, valid_to, evidence);
-- ``identity.family`` (family_key, first_seen_run, last_seen_run, members, children,
+- ``identity.family`` (family_key, first_seen_run, members, children,
   adults, current_members, valid_from, valid_to, evidence, is_flagged, flag_reason);
 - the persistent ``identity.family_registry``, ``identity.family_registry_member`` and
   ``identity.household_registry`` (never dropped), and ``entity = 'family'`` rows of
@@ -78,6 +78,7 @@ def build_families(con: duckdb.DuckDBPyConnection, run_id: str, incremental: boo
     if not _exists(con, "identity.person_record"):
         raise ValueError("identity.person_record is missing: link persons before building families")
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
+    _upgrade_registries(con)
     _bind_sources(con)
     con.execute("CREATE OR REPLACE TEMP TABLE fam_run AS SELECT CAST(? AS VARCHAR) AS run_id, "
                 "CAST(? AS TIMESTAMPTZ) AS recorded_at", [run_id, datetime.now(timezone.utc)])
@@ -113,7 +114,8 @@ def build_families(con: duckdb.DuckDBPyConnection, run_id: str, incremental: boo
 
 def _full(con) -> str:
     """Every household and family from scratch (the residences and evidence already built)."""
-    _run(con, "families_households.sql", residence="fam_residence", household_out="identity.household")
+    _run(con, "families_households.sql", residence="fam_residence", household_out="identity.household",
+         address_scope="true")
     _components(con, "fam_groups1", "fam_comp1")
     _run(con, "families_coresidence.sql")
     _run(con, "families_cogroups.sql", cores="fam_cores")
@@ -185,15 +187,15 @@ def _incremental(con) -> str:
     memberships changed and is closed over old families and new memberships, so it is a
     union of old families and of new ones: its families are rebuilt and re-keyed, the
     votes for their old keys all coming from inside it. Every other family keeps its key,
-    rows and members, and has its last_seen_run moved on as a full rebuild would."""
+    rows, members and registry rows untouched, as a full rebuild would leave them."""
     _changed(con)
     if not _count(con, "SELECT count(*) FROM fam_chg_person"):
-        _carry_forward(con, everything=True)
         return "unchanged"
     con.execute("CREATE OR REPLACE TEMP VIEW fam_residence_scope AS SELECT * FROM fam_residence "
                 "WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
     _run(con, "families_households.sql", residence="fam_residence_scope",
-         household_out=f"{scratch(con)}.fam_household_new")
+         household_out=f"{scratch(con)}.fam_household_new",
+         address_scope="address_key IN (SELECT address_key FROM fam_chg_address)")
     con.execute("DELETE FROM identity.household WHERE household_key IN (SELECT household_key FROM "
                 "identity.household_registry WHERE address_key IN (SELECT address_key FROM fam_chg_address))")
     con.execute(f"INSERT INTO identity.household SELECT * FROM {SCRATCH}.fam_household_new")
@@ -257,25 +259,28 @@ def _incremental(con) -> str:
     con.execute("DELETE FROM identity.family_member WHERE person_key IN (SELECT person_key FROM fam_y)")
     con.execute(f"INSERT INTO identity.family_member SELECT * FROM {SCRATCH}.fam_member_new")
     con.execute("DELETE FROM identity.family WHERE family_key IN (SELECT family_key FROM fam_old_keys)")
-    _carry_forward(con, everything=False)
     con.execute(f"INSERT INTO identity.family SELECT * FROM {SCRATCH}.fam_family_new")
     return "incremental"
 
 
-def _carry_forward(con, everything: bool) -> None:
-    """What a full rebuild does to households and families it leaves as they were: their
-    registry rows and identity.family are marked seen in this run. With everything, that
-    is all of them; else those outside fam_y (the rest were just rebuilt)."""
-    con.execute("UPDATE identity.household_registry SET last_seen_run = (SELECT run_id FROM fam_run) "
-                "WHERE household_key IN (SELECT household_key FROM identity.household)")
-    kept = "SELECT family_key FROM identity.family" if everything else "SELECT family_key FROM fam_key_kept"
-    con.execute(f"UPDATE identity.family_registry SET last_seen_run = (SELECT run_id FROM fam_run), "
-                f"updated_at = (SELECT recorded_at FROM fam_run) WHERE family_key IN ({kept})")
-    con.execute(f"UPDATE identity.family SET last_seen_run = (SELECT run_id FROM fam_run) "
-                f"WHERE family_key IN ({kept})")
-    scope = "" if everything else " AND person_key NOT IN (SELECT person_key FROM fam_y)"
-    con.execute("UPDATE identity.family_registry_member SET last_seen_run = (SELECT run_id FROM fam_run) "
-                f"WHERE person_key IN (SELECT person_key FROM fam_nodes){scope}")
+REGISTRIES = ("household_registry", "family_registry", "family_registry_member")
+
+
+def _upgrade_registries(con) -> None:
+    """Registries saved before ended_run replaced last_seen_run (then rewritten on every
+    row in every run) are converted in place. A row the newest run did not see had ended,
+    in a run not recorded then: its ended_run reads 'after' the last run that saw it."""
+    for table in REGISTRIES:
+        if not _count(con, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'identity' "
+                           "AND table_name = ? AND column_name = 'last_seen_run'", [table]):
+            continue
+        # the newest run: the one the saved state names, else the run that saw most keys
+        newest = f"(SELECT mode(last_seen_run) FROM identity.{table})"
+        if _exists(con, "identity.fam_state_meta"):
+            newest = f"coalesce((SELECT any_value(run_id) FROM identity.fam_state_meta), {newest})"
+        con.execute(f"UPDATE identity.{table} SET last_seen_run = CASE WHEN last_seen_run <> {newest} "
+                    f"THEN 'after ' || last_seen_run END")
+        con.execute(f"ALTER TABLE identity.{table} RENAME COLUMN last_seen_run TO ended_run")
 
 
 STATE = ("fam_state_residence", "fam_state_evidence", "fam_state_role", "fam_state_cores", "fam_state_comp1",

@@ -83,9 +83,9 @@ def test_early_help_membership_and_mosaic_relationship_make_one_family(tmp_path)
     assert "early_help FAMILY_MEMBERS (CHILD)" in member(con, "P_KID1")[0][4]
     assert member(con, "P_KID2")[0][2:4] == (__import__("datetime").date(2024, 5, 1), None)
     assert "social_care MOTHER" in member(con, "P_KID2")[0][4]
-    family = con.execute("SELECT members, children, adults, first_seen_run, last_seen_run, is_flagged "
+    family = con.execute("SELECT members, children, adults, first_seen_run, is_flagged "
                          "FROM identity.family").fetchall()
-    assert family == [(3, 2, 1, "run-1", "run-1", False)]
+    assert family == [(3, 2, 1, "run-1", False)]
 
 
 def test_related_person_mother_link_joins_a_baby_to_its_mother(tmp_path):
@@ -174,8 +174,9 @@ def test_family_key_is_kept_across_runs_and_when_a_member_joins(tmp_path):
     fam = families(con)
     assert fam["P_NEW"] == fam["P_MUM"] == key
     assert counts["events"] == 0
-    assert con.execute("SELECT first_seen_run, last_seen_run, members FROM identity.family").fetchall() == [
-        ("run-1", "run-3", 4)]
+    assert con.execute("SELECT first_seen_run, members FROM identity.family").fetchall() == [("run-1", 4)]
+    assert con.execute("SELECT status, first_seen_run, ended_run FROM identity.family_registry").fetchall() == [
+        ("active", "run-1", None)]
     # A rebuild (published tables dropped, registry kept) gives the same key.
     con.execute("DROP TABLE identity.family; DROP TABLE identity.family_member; DROP TABLE identity.household")
     build_families(con, "run-4")
@@ -260,10 +261,13 @@ def test_incremental_run_equals_a_full_rebuild_and_an_unchanged_run_is_fast_path
     con = make_db(tmp_path / "w.duckdb", records, **tables)
     assert build_families(con, "run-1")["mode"] == "full"
     other_key = families(con)["P_OTHER"]
-    # run 2 (no change): nothing recomputed, no event, last_seen_run moves on as a full rebuild would
+    # run 2 (no change): nothing recomputed, no event, not a row of a registry rewritten
+    registries = {t: f"SELECT * FROM identity.{t} ORDER BY ALL" for t in ("household_registry", "family_registry",
+                                                                         "family_registry_member")}
+    before = {t: con.execute(q).fetchall() for t, q in registries.items()}
     counts = build_families(con, "run-2")
     assert counts["mode"] == "unchanged" and counts["events"] == 0
-    assert con.execute("SELECT DISTINCT last_seen_run FROM identity.family").fetchall() == [("run-2",)]
+    assert {t: con.execute(q).fetchall() for t, q in registries.items()} == before
     # a new child joins early help family 10001; the mother moves house
     con.execute("INSERT INTO identity.person_record VALUES ('P_KID3', 'early_help', 'FAMILY_MEMBERS', '200003', "
                 "1.0, 'test', 'test')")
@@ -287,3 +291,47 @@ def test_incremental_run_equals_a_full_rebuild_and_an_unchanged_run_is_fast_path
     fam = families(con)
     assert fam["P_KID3"] == fam["P_MUM"] and fam["P_OTHER"] == other_key
     assert con.execute("SELECT count(*) FROM identity.household WHERE uprn = '100000002'").fetchall()[0][0] == 1
+
+
+def test_keys_that_are_no_longer_seen_record_the_run_that_ended_them(tmp_path):
+    # P_OTHER lives alone at 3 Oak Road; then their only record is no longer delivered
+    records = MOTHER_RECORDS + [("P_OTHER", "social_care", "ssd_person", "1000009")]
+    tables = {**MOTHER_TABLES, "sc_address": [
+        {"addr_table_id": "a9", "addr_person_id": "1000009", "addr_address_start_date": "2023-01-01",
+         "addr_address_postcode": "KM9 9ZZ", "addr_address_json": addr("100000009", "3", "Oak Road")}]}
+    con = make_db(tmp_path / "w.duckdb", records, **tables)
+    build_families(con, "run-1")
+    other = families(con)["P_OTHER"]
+    household = con.execute("SELECT household_key FROM identity.household WHERE person_key = 'P_OTHER'").fetchall()
+    con.execute("DELETE FROM identity.person_record WHERE person_key = 'P_OTHER'")
+    con.close()
+    shutil.copy(tmp_path / "w.duckdb", tmp_path / "full.duckdb")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    assert build_families(con, "run-2")["mode"] == "incremental"
+    assert con.execute("SELECT status, first_seen_run, ended_run FROM identity.family_registry "
+                       "WHERE family_key = ?", [other]).fetchall() == [("retired", "run-1", "run-2")]
+    assert con.execute("SELECT family_key, ended_run FROM identity.family_registry_member "
+                       "WHERE person_key = 'P_OTHER'").fetchall() == [(other, "run-2")]
+    assert con.execute("SELECT first_seen_run, ended_run FROM identity.household_registry "
+                       "WHERE household_key = ?", household[0]).fetchall() == [("run-1", "run-2")]
+    # the mother's family and every other key are still current
+    assert con.execute("SELECT count(*) FROM identity.family_registry WHERE ended_run IS NULL").fetchall() == [(1,)]
+    full = duckdb.connect(str(tmp_path / "full.duckdb"))
+    build_families(full, "run-2", incremental=False)
+    assert _published(con) == _published(full)
+
+
+def test_registries_saved_with_last_seen_run_are_upgraded_in_place(tmp_path):
+    con = make_db(tmp_path / "w.duckdb", MOTHER_RECORDS, **MOTHER_TABLES)
+    build_families(con, "run-1")
+    key = families(con)["P_MUM"]
+    # the layout before ended_run: every row stamped with the last run that saw it
+    for table in ("household_registry", "family_registry", "family_registry_member"):
+        con.execute(f"ALTER TABLE identity.{table} RENAME COLUMN ended_run TO last_seen_run")
+        con.execute(f"UPDATE identity.{table} SET last_seen_run = 'run-1'")
+    con.execute("INSERT INTO identity.family_registry VALUES ('F99999999', 'retired', NULL, 'run-0', 'run-0', now())")
+    build_families(con, "run-2")
+    assert families(con)["P_MUM"] == key
+    assert con.execute("SELECT family_key, ended_run FROM identity.family_registry ORDER BY 1").fetchall() == [
+        (key, None), ("F99999999", "after run-0")]
+    assert con.execute("SELECT DISTINCT ended_run FROM identity.family_registry_member").fetchall() == [(None,)]

@@ -2,6 +2,10 @@
 -- what a household is). Reads ${residence} (fam_residence, or in an incremental run the
 -- residences at the addresses whose residences or people changed) and writes
 -- ${household_out} (identity.household, or a temporary table the rows are swapped into).
+-- identity.household_registry (persistent): one row per household_key ever issued, with
+-- its address and spell, first_seen_run, and ended_run (the run in which no spell kept the
+-- key; NULL while it is current). ${address_scope} is the addresses rebuilt (every one in
+-- a full run).
 
 -- Occupancy spells: islands of strictly overlapping residences at one address.
 CREATE OR REPLACE TEMP TABLE fam_res_spell AS
@@ -29,7 +33,7 @@ FROM fam_res_spell GROUP BY address_key, spell_no;
 
 CREATE TABLE IF NOT EXISTS identity.household_registry (
     household_key VARCHAR PRIMARY KEY, address_key VARCHAR, valid_from DATE, valid_to DATE,
-    first_seen_run VARCHAR, last_seen_run VARCHAR);
+    first_seen_run VARCHAR, ended_run VARCHAR);
 
 -- Each registered household goes to the spell at its address that overlaps it most; each
 -- spell takes the oldest registered household it won; the rest get new keys.
@@ -52,10 +56,18 @@ SELECT s.*, coalesce(k.household_key,
        k.household_key IS NULL AS is_new
 FROM fam_spell s LEFT JOIN kept k USING (address_key, spell_no);
 
+-- Registry rows are written only when new or changed: an unchanged household costs no write.
 INSERT OR REPLACE INTO identity.household_registry
 SELECT s.household_key, s.address_key, s.valid_from, s.valid_to,
-       coalesce(r.first_seen_run, (SELECT run_id FROM fam_run)), (SELECT run_id FROM fam_run)
-FROM fam_spell_key s LEFT JOIN identity.household_registry r USING (household_key);
+       coalesce(r.first_seen_run, (SELECT run_id FROM fam_run)), NULL
+FROM fam_spell_key s LEFT JOIN identity.household_registry r USING (household_key)
+WHERE r.household_key IS NULL OR r.ended_run IS NOT NULL OR r.address_key IS DISTINCT FROM s.address_key
+   OR r.valid_from IS DISTINCT FROM s.valid_from OR r.valid_to IS DISTINCT FROM s.valid_to;
+
+-- A key no spell kept, at an address rebuilt here (${address_scope}), has ended in this run.
+UPDATE identity.household_registry SET ended_run = (SELECT run_id FROM fam_run)
+WHERE ended_run IS NULL AND ${address_scope}
+  AND household_key NOT IN (SELECT household_key FROM fam_spell_key);
 
 CREATE OR REPLACE TABLE ${household_out} AS
 SELECT k.household_key, r.person_key,

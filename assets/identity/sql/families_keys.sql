@@ -7,8 +7,11 @@
 -- relationship component above the cap is kept and flagged 'oversized'.
 --
 -- identity.family_registry: one row per family_key ever issued (status active / merged /
--- retired, merged_into, first and last run). identity.family_registry_member: one row per
--- person_key, the family_key the person last had. Both persist across runs and rebuilds.
+-- retired, merged_into, first_seen_run, ended_run: the run in which it stopped being
+-- active, NULL while active). identity.family_registry_member: one row per person_key, the
+-- family_key the person last had (since first_seen_run; ended_run: the run in which the
+-- person was no longer linked, NULL while they are). Both persist across runs and
+-- rebuilds, and a row is written only when it changes.
 --
 -- Key rule: each previous family_key goes to the new family holding most of its former
 -- members (ties: the smaller component id); each new family keeps, of the keys it won,
@@ -33,9 +36,9 @@ FROM fam_comp2 c2 JOIN s2 USING (comp) JOIN fam_comp1 c1 USING (person_key) JOIN
 
 CREATE TABLE IF NOT EXISTS identity.family_registry (
     family_key VARCHAR PRIMARY KEY, status VARCHAR, merged_into VARCHAR,
-    first_seen_run VARCHAR, last_seen_run VARCHAR, updated_at TIMESTAMPTZ);
+    first_seen_run VARCHAR, ended_run VARCHAR, updated_at TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS identity.family_registry_member (
-    person_key VARCHAR PRIMARY KEY, family_key VARCHAR, first_seen_run VARCHAR, last_seen_run VARCHAR);
+    person_key VARCHAR PRIMARY KEY, family_key VARCHAR, first_seen_run VARCHAR, ended_run VARCHAR);
 CREATE TABLE IF NOT EXISTS identity.link_event (
     event_id VARCHAR, run_id VARCHAR, entity VARCHAR, event_type VARCHAR, key VARCHAR,
     other_key VARCHAR, detail VARCHAR, recorded_at TIMESTAMPTZ);
@@ -84,13 +87,14 @@ ORDER BY ord, key, other_key;
 -- Registry: carried and new keys are active; absorbed keys merged; keys with no members retired.
 INSERT OR REPLACE INTO identity.family_registry
 SELECT k.family_key, 'active', NULL, coalesce(r.first_seen_run, (SELECT run_id FROM fam_run)),
-       (SELECT run_id FROM fam_run), (SELECT recorded_at FROM fam_run)
-FROM fam_key k LEFT JOIN identity.family_registry r USING (family_key);
+       NULL, (SELECT recorded_at FROM fam_run)
+FROM fam_key k LEFT JOIN identity.family_registry r USING (family_key)
+WHERE r.status IS DISTINCT FROM 'active';
 
 INSERT OR REPLACE INTO identity.family_registry
 SELECT r.family_key,
        CASE WHEN m.into_key IS NULL THEN 'retired' ELSE 'merged' END, m.into_key,
-       r.first_seen_run, r.last_seen_run, (SELECT recorded_at FROM fam_run)
+       r.first_seen_run, (SELECT run_id FROM fam_run), (SELECT recorded_at FROM fam_run)
 FROM identity.family_registry r
 LEFT JOIN (SELECT v.old_key, arg_max(k.family_key, v.votes) AS into_key
            FROM fam_vote v JOIN fam_key k USING (comp) GROUP BY v.old_key) m ON m.old_key = r.family_key
@@ -99,6 +103,10 @@ WHERE r.status = 'active' AND r.family_key NOT IN (SELECT family_key FROM fam_ke
 
 INSERT OR REPLACE INTO identity.family_registry_member
 SELECT f.person_key, k.family_key,
-       CASE WHEN m.family_key = k.family_key THEN m.first_seen_run ELSE (SELECT run_id FROM fam_run) END,
-       (SELECT run_id FROM fam_run)
-FROM fam_final f JOIN fam_key k USING (comp) LEFT JOIN identity.family_registry_member m USING (person_key);
+       CASE WHEN m.family_key = k.family_key THEN m.first_seen_run ELSE (SELECT run_id FROM fam_run) END, NULL
+FROM fam_final f JOIN fam_key k USING (comp) LEFT JOIN identity.family_registry_member m USING (person_key)
+WHERE m.family_key IS DISTINCT FROM k.family_key OR m.ended_run IS NOT NULL;
+
+-- fam_nodes is every person of this run, each of whom has a family (in fam_final or kept)
+UPDATE identity.family_registry_member SET ended_run = (SELECT run_id FROM fam_run)
+WHERE ended_run IS NULL AND person_key NOT IN (SELECT person_key FROM fam_nodes);

@@ -11,8 +11,8 @@
 -- evidence 'no relationship or co-residence found'. (fam_interval keeps each distinct
 -- period once: repeating a period changes no spell, date or evidence list.)
 --
--- identity.family: one row per family_key in this run: first_seen_run / last_seen_run
--- from identity.family_registry, members, children, adults and current members (an open
+-- identity.family: one row per family_key in this run: first_seen_run from
+-- identity.family_registry, members, children, adults and current members (an open
 -- spell), the family's first and last dates, the kinds of evidence behind it, and a flag
 -- when it is implausibly large (see families_keys.sql).
 
@@ -78,7 +78,7 @@ ev AS (
     FROM (SELECT family_key, unnest(string_split(evidence, '; ')) AS evidence FROM ${family_member_out})
     GROUP BY family_key
 )
-SELECT m.family_key, r.first_seen_run, r.last_seen_run, m.members, m.children, m.adults, m.current_members,
+SELECT m.family_key, r.first_seen_run, m.members, m.children, m.adults, m.current_members,
        m.valid_from, m.valid_to, ev.evidence, k.flag_reason IS NOT NULL AS is_flagged, k.flag_reason
 FROM m JOIN ev USING (family_key) JOIN fam_key k USING (family_key)
 JOIN identity.family_registry r USING (family_key)
