@@ -161,6 +161,23 @@ def _differing(con, new: str, old: str) -> str:
             f"UNION ALL SELECT {columns}, -1 FROM {old}) GROUP BY {columns} HAVING sum(fam_n) <> 0)")
 
 
+def _write_differences(con, table: str, new: str, scope: str = "true", diff: str | None = None) -> None:
+    """Make the rows of table within scope those of new within scope, deleting and
+    inserting only the rows that differ (diff, if given, is a table of them). A day changes
+    few rows, and every row written goes through the log and the next checkpoint."""
+    if diff is None:
+        diff = "fam_write_diff"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {diff} AS SELECT * FROM "
+                    f"{_differing(con, f'(SELECT * FROM {new} WHERE {scope})', f'(SELECT * FROM {table} WHERE {scope})')}")
+    columns = con.sql(f"SELECT * FROM {diff} LIMIT 0").columns
+
+    def same_as_diff(alias: str) -> str:
+        match = " AND ".join(f'd."{c}" IS NOT DISTINCT FROM {alias}."{c}"' for c in columns)
+        return f"EXISTS (SELECT 1 FROM {diff} d WHERE {match})"
+    con.execute(f"DELETE FROM {table} t WHERE {same_as_diff('t')}")
+    con.execute(f"INSERT INTO {table} SELECT * FROM {new} n WHERE ({scope}) AND {same_as_diff('n')}")
+
+
 def _closure(con, table: str, steps: list[str]) -> None:
     """Grow the one-column table of person keys by the given SELECTs (each may read
     {table}) until nothing is added."""
@@ -196,9 +213,9 @@ def _incremental(con) -> str:
     _run(con, "families_households.sql", residence="fam_residence_scope",
          household_out=f"{scratch(con)}.fam_household_new",
          address_scope="address_key IN (SELECT address_key FROM fam_chg_address)")
-    con.execute("DELETE FROM identity.household WHERE household_key IN (SELECT household_key FROM "
-                "identity.household_registry WHERE address_key IN (SELECT address_key FROM fam_chg_address))")
-    con.execute(f"INSERT INTO identity.household SELECT * FROM {SCRATCH}.fam_household_new")
+    _write_differences(con, "identity.household", f"{SCRATCH}.fam_household_new",
+                       scope="household_key IN (SELECT household_key FROM identity.household_registry "
+                             "WHERE address_key IN (SELECT address_key FROM fam_chg_address))")
     # co-residence pairs at the rebuilt addresses; people whose pairs changed are changed too
     _run(con, "families_coresidence.sql")
     con.execute("CREATE OR REPLACE TEMP TABLE fam_cores_old AS SELECT * FROM identity.fam_state_cores "
@@ -206,10 +223,7 @@ def _incremental(con) -> str:
     con.execute(f"CREATE OR REPLACE TEMP TABLE fam_cores_diff AS "
                 f"SELECT * FROM {_differing(con, 'fam_cores', 'fam_cores_old')}")
     con.execute("INSERT INTO fam_chg_person SELECT p FROM fam_cores_diff EXCEPT SELECT person_key FROM fam_chg_person")
-    # the pairs of most rebuilt addresses are as they were: rewrite only the others'
-    changed_pairs = "address_key IN (SELECT address_key FROM fam_cores_diff)"
-    con.execute(f"DELETE FROM identity.fam_state_cores WHERE {changed_pairs}")
-    con.execute(f"INSERT INTO identity.fam_state_cores SELECT * FROM fam_cores WHERE {changed_pairs}")
+    _write_differences(con, "identity.fam_state_cores", "fam_cores", diff="fam_cores_diff")
     # relationship components
     con.execute("CREATE OR REPLACE TEMP TABLE fam_x AS SELECT person_key FROM fam_chg_person")
     _closure(con, "fam_x", [
@@ -313,8 +327,10 @@ def _save_state(con, mode: str) -> None:
                             ("fam_state_cores", "fam_cores")):
             con.execute(f"CREATE OR REPLACE TABLE identity.{state} AS SELECT * FROM {temp}")
     elif mode == "incremental":  # every row that differs is within the scope given
+        # a changed person's residences are many rows, most of them as they were
+        _write_differences(con, "identity.fam_state_residence", "fam_residence",
+                           scope="person_key IN (SELECT person_key FROM fam_chg_person)")
         for state, temp, scope in (
-                ("fam_state_residence", "fam_residence", "person_key IN (SELECT person_key FROM fam_chg_person)"),
                 ("fam_state_evidence", "fam_evidence", "group_id IN (SELECT group_id FROM fam_chg_group)"),
                 ("fam_state_role", "fam_role", "person_key IN (SELECT person_key FROM fam_chg_person)"),
                 ("fam_state_comp1", "fam_comp1", "person_key IN (SELECT person_key FROM fam_x)"),

@@ -20,8 +20,7 @@ QUALIFY row_number() OVER (PARTITION BY p ORDER BY days DESC, q_comp) = 1;
 CREATE OR REPLACE TEMP TABLE fam_co_group AS
 SELECT person_key, 'c1:' || target AS group_id FROM fam_attach
 UNION ALL
-SELECT u.person_key, 'co:' || least(c.p, c.q) || '|' || greatest(c.p, c.q)  -- lone people living only with each other
-FROM fam_lone_cores c
-CROSS JOIN LATERAL (SELECT unnest([c.p, c.q]) AS person_key) u
-WHERE NOT c.q_has_relatives
-  AND c.p NOT IN (SELECT person_key FROM fam_attach) AND c.q NOT IN (SELECT person_key FROM fam_attach);
+SELECT unnest([p, q]), 'co:' || least(p, q) || '|' || greatest(p, q)  -- lone people living only with each other
+FROM fam_lone_cores
+WHERE NOT q_has_relatives
+  AND p NOT IN (SELECT person_key FROM fam_attach) AND q NOT IN (SELECT person_key FROM fam_attach);
