@@ -240,13 +240,35 @@ def _incremental(con) -> str:
         CREATE OR REPLACE TEMP TABLE fam_comp1 AS
         SELECT * FROM identity.fam_state_comp1 WHERE person_key NOT IN (SELECT person_key FROM fam_x)
         UNION ALL SELECT * FROM fam_comp1_x""")
-    _run(con, "families_cogroups.sql", cores="identity.fam_state_cores")
-    con.execute("CREATE OR REPLACE TEMP TABLE fam_groups2 AS SELECT person_key, 'c1:' || comp AS group_id "
-                "FROM fam_comp1 UNION SELECT person_key, group_id FROM fam_co_group")
+    # Co-residence memberships (step 3b) belong only to people alone in their relationship
+    # component, and depend on their pairs and their partners' components and attachments.
+    # So they can change only for fam_x (changed components, every person of a changed
+    # pair) and for lone people living with those, two steps out (a partner's attachment
+    # depends on the partner's partners). For everyone else the last run's fam_groups2
+    # rows stand; the step reads only the pairs of the people in scope and their partners.
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_lone AS SELECT person_key FROM fam_comp1 "
+                "WHERE comp IN (SELECT comp FROM fam_comp1 GROUP BY comp HAVING count(*) = 1)")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_co_scope AS SELECT person_key FROM fam_x")
+    for _ in range(2):
+        con.execute("INSERT INTO fam_co_scope SELECT c.p FROM identity.fam_state_cores c "
+                    "WHERE c.q IN (SELECT person_key FROM fam_co_scope) AND c.p IN (SELECT person_key FROM fam_lone) "
+                    "EXCEPT SELECT person_key FROM fam_co_scope")
+    con.execute("CREATE OR REPLACE TEMP TABLE fam_co_cores AS SELECT * FROM identity.fam_state_cores WHERE p IN "
+                "(SELECT person_key FROM fam_co_scope UNION "
+                " SELECT p FROM identity.fam_state_cores WHERE q IN (SELECT person_key FROM fam_co_scope))")
+    _run(con, "families_cogroups.sql", cores="fam_co_cores")
+    in_scope = "person_key IN (SELECT person_key FROM fam_co_scope)"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE fam_groups2 AS
+        SELECT * FROM identity.fam_state_groups2 WHERE NOT {in_scope}
+        UNION ALL (SELECT person_key, 'c1:' || comp AS group_id FROM fam_comp1 WHERE {in_scope}
+                   UNION SELECT person_key, group_id FROM fam_co_group WHERE {in_scope})""")
+    changed_groups = _differing(con, f"(SELECT * FROM fam_groups2 WHERE {in_scope})",
+                                f"(SELECT * FROM identity.fam_state_groups2 WHERE {in_scope})")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE fam_y AS
         SELECT person_key FROM fam_x UNION SELECT person_key FROM fam_chg_person
-        UNION SELECT person_key FROM {_differing(con, 'fam_groups2', 'identity.fam_state_groups2')}""")
+        UNION SELECT person_key FROM {changed_groups}""")
     _closure(con, "fam_y", [
         "SELECT s.person_key FROM identity.fam_state_final s WHERE s.family_key IN "
         "(SELECT family_key FROM identity.fam_state_final WHERE person_key IN (SELECT person_key FROM {t}))",
