@@ -151,9 +151,8 @@ def record_metrics(con: duckdb.DuckDBPyConnection, run_id: str, extra: dict) -> 
             UNION ALL SELECT 'persons_with_two_nhs_numbers', count(*) FROM (
                       SELECT p.person_key FROM identity.person_record p JOIN identity.standardised_record s USING (record_key)
                       GROUP BY 1 HAVING count(DISTINCT s.nhs_number) > 1)
-            UNION ALL SELECT 'match_rate_' || s.system, avg((m.system_count > 1)::INT)
-                      FROM identity.person_record p JOIN identity.person m USING (person_key)
-                      JOIN identity.standardised_record s USING (record_key) GROUP BY s.system
+            UNION ALL SELECT 'match_rate_' || p.system, avg((m.system_count > 1)::INT)
+                      FROM identity.person_record p JOIN identity.person m USING (person_key) GROUP BY p.system
             UNION ALL SELECT 'nhs_coverage_' || system, avg((nhs_number IS NOT NULL)::INT)
                       FROM identity.standardised_record GROUP BY system
             UNION ALL SELECT 'upn_coverage_' || system, avg((upn IS NOT NULL)::INT)

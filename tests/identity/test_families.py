@@ -335,3 +335,26 @@ def test_registries_saved_with_last_seen_run_are_upgraded_in_place(tmp_path):
     assert con.execute("SELECT family_key, ended_run FROM identity.family_registry ORDER BY 1").fetchall() == [
         (key, None), ("F99999999", "after run-0")]
     assert con.execute("SELECT DISTINCT ended_run FROM identity.family_registry_member").fetchall() == [(None,)]
+
+
+def test_an_address_end_date_alone_is_a_change_an_incremental_run_sees(tmp_path):
+    # The same number of residence rows before and after: only a value differs.
+    records = MOTHER_RECORDS + [("P_OTHER", "social_care", "ssd_person", "1000009")]
+    tables = {**MOTHER_TABLES, "sc_address": [
+        {"addr_table_id": "a1", "addr_person_id": "1000001", "addr_address_start_date": "2024-01-01",
+         "addr_address_postcode": "KM1 1AA", "addr_address_json": addr("100000001")},
+        {"addr_table_id": "a9", "addr_person_id": "1000009", "addr_address_start_date": "2023-01-01",
+         "addr_address_postcode": "KM9 9ZZ", "addr_address_json": addr("100000009", "3", "Oak Road")}]}
+    con = make_db(tmp_path / "w.duckdb", records, **tables)
+    build_families(con, "run-1")
+    con.execute("UPDATE history.social_care__ssd_address SET addr_address_end_date = DATE '2025-03-01' "
+                "WHERE addr_table_id = 'a1'")
+    con.close()
+    shutil.copy(tmp_path / "w.duckdb", tmp_path / "full.duckdb")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    assert build_families(con, "run-2")["mode"] == "incremental"
+    assert con.execute("SELECT valid_to FROM identity.household WHERE uprn = '100000001'").fetchall() == [
+        (__import__("datetime").date(2025, 3, 1),)]
+    full = duckdb.connect(str(tmp_path / "full.duckdb"))
+    build_families(full, "run-2", incremental=False)
+    assert _published(con) == _published(full)

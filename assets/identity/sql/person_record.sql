@@ -6,8 +6,8 @@
 -- (health, then education, social care, early help, the MASH) and where it is known; a
 -- tie between two records of one system goes to the first record_key, so that a rerun
 -- or an incremental run picks the same value.
--- ${scope} limits the rebuild to the records an incremental run clustered again, and
--- to the persons they belonged to before or belong to now.
+-- ${scope} limits the rebuild to the records an incremental run clustered again (those
+-- no longer delivered among them), and to the persons they belonged to before or belong to now.
 CREATE TABLE IF NOT EXISTS identity.person_record (
     person_key VARCHAR, system VARCHAR, table_name VARCHAR, record_id VARCHAR,
     match_probability DOUBLE, link_rule VARCHAR, explanation VARCHAR, record_key VARCHAR);
@@ -21,8 +21,7 @@ INSERT INTO person_in_scope
 SELECT person_key FROM identity.person_registry WHERE ${scope}
 UNION SELECT person_key FROM identity.person_record WHERE ${scope};
 
-DELETE FROM identity.person_record
-WHERE ${scope} OR record_key NOT IN (SELECT record_key FROM identity.standardised_record);
+DELETE FROM identity.person_record WHERE ${scope};
 
 INSERT INTO identity.person_record
 WITH touching AS (  -- of the records in scope only: the link table is wide
