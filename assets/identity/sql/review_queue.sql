@@ -25,14 +25,14 @@ SELECT md5(k.record_l || '|' || k.record_r) AS pair_id,
        l.nhs_number AS nhs_number_l, r.nhs_number AS nhs_number_r,
        l.upn AS upn_l, r.upn AS upn_r,
        getvariable('run_id') AS queued_run
-FROM identity.link k
+FROM (  -- the pairs first: left to the optimiser, the scope filtered only after the joins
+    SELECT * FROM identity.link k WHERE k.status IN ('grey zone', 'refused') AND (${scope})
+) k
 JOIN identity.person_record pl ON pl.record_key = k.record_l
 JOIN identity.person_record pr ON pr.record_key = k.record_r
 JOIN identity.standardised_record l ON l.record_key = k.record_l
 JOIN identity.standardised_record r ON r.record_key = k.record_r
-WHERE k.status IN ('grey zone', 'refused')
-  AND pl.person_key <> pr.person_key
-  AND (${scope})
+WHERE pl.person_key <> pr.person_key
   AND NOT EXISTS (SELECT 1 FROM identity.current_review_decision d
                   WHERE d.record_l = k.record_l AND d.record_r = k.record_r)
 ORDER BY k.match_probability DESC;
