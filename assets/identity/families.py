@@ -338,7 +338,7 @@ def _state_valid(con) -> bool:
     needed = [f"identity.{t}" for t in STATE] + ["identity.household", "identity.family",
                                                   "identity.family_member", "identity.household_registry",
                                                   "identity.family_registry", "identity.family_registry_member"]
-    if not all(_exists(con, t) for t in needed):
+    if not set(needed) <= _tables(con):
         return False
     return bool(_count(con, "SELECT count(*) FROM identity.fam_state_meta WHERE version = ?", [_version()]))
 
@@ -370,9 +370,10 @@ def _save_state(con, mode: str) -> None:
 
 
 def _bind_sources(con) -> None:
+    present = _tables(con)
     for view, (table, columns) in SOURCES.items():
         cols = dict(columns) if table.startswith("identity.") else {**columns, **HISTORY_COLUMNS}
-        if _exists(con, table):
+        if table in present:
             select = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in cols.items())
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {select} FROM {table}")
         else:
@@ -419,6 +420,13 @@ def _run(con, name: str, **params: str) -> None:
     for key, value in {"household_cap": str(HOUSEHOLD_CAP), "family_cap": str(FAMILY_CAP), **params}.items():
         sql = sql.replace("${" + key + "}", value)
     con.execute(sql)
+
+
+def _tables(con) -> set[str]:
+    """Every table and view as schema.name, read at once (each catalog query costs a few ms)."""
+    return {f"{schema}.{name}" for schema, name in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() UNION ALL "
+        "SELECT schema_name, view_name FROM duckdb_views()").fetchall()}
 
 
 def _exists(con, qualified: str) -> bool:
