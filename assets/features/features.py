@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from assets.transaction import transaction
+from assets.warehouse.model import sql_text as warehouse_sql_text
 
 SQL = Path(__file__).parent / "sql"
 # Feature SQL in the order it runs; each file's header gives its tables' meaning and grain.
@@ -42,12 +43,9 @@ def data_window(con: duckdb.DuckDBPyConnection) -> tuple[date, date, date]:
     the same drops gives the same window whatever today's date is. The window starts once
     LOOKBACK_MONTHS of the systems' own records lie behind it.
     """
+    con.execute(warehouse_sql_text("data_as_of.sql"))
     data_as_of, earliest = con.execute("""
-        SELECT greatest((SELECT max(valid_from) FROM history.education__pupils),
-                        (SELECT max(valid_from) FROM history.health__patients),
-                        (SELECT max(valid_from) FROM history.social_care__ssd_person),
-                        (SELECT max(valid_from) FROM history.early_help__family_members),
-                        (SELECT max(extract_date) FROM history.mash__contacts)),
+        SELECT data_as_of(),
                least((SELECT min(received_at)::DATE FROM history.mash__contacts),
                      (SELECT min(cine_referral_date)::DATE FROM history.social_care__ssd_cin_episodes))
     """).fetchall()[0]

@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 # Dependency order: code lists and working tables, then dimensions (dim_person before
 # anything that reads it), then facts.
 SQL_FILES: tuple[str, ...] = (
+    "data_as_of.sql",
     "ref_codes.sql",
     "prepare.sql",
     "dim_date.sql",

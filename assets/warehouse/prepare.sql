@@ -1,8 +1,8 @@
 -- Working tables for the model build (TEMP: they live only for the build's connection and
 -- are dropped at its end). Nothing here is published.
 --
--- _as_of: the build's reference date, the newest extract date any source delivered (so a
---   rebuild of the same drops gives the same model whatever the clock says). Grain: one row.
+-- _as_of: the build's reference date, data_as_of() (data_as_of.sql): the newest extract
+--   date any source delivered. Grain: one row.
 -- _record_person: every identity record with its person_key and whether the source no longer
 --   carries it (its newest history version was closed as deleted).
 --   Grain: (system, table_name, record_id).
@@ -12,13 +12,7 @@
 --   the person's next span starts; open ends are 'infinity'. Grain: (person_key, valid_from).
 -- _current_family: the person's current family (the open span), else the one they left last.
 --   Grain: person_key.
-CREATE OR REPLACE TEMP TABLE _as_of AS
-SELECT greatest(
-    (SELECT max(valid_from) FROM history.education__pupils),
-    (SELECT max(valid_from) FROM history.health__patients),
-    (SELECT max(valid_from) FROM history.social_care__ssd_person),
-    (SELECT max(valid_from) FROM history.early_help__family_members),
-    (SELECT max(extract_date) FROM history.mash__contacts)) AS as_of;
+CREATE OR REPLACE TEMP TABLE _as_of AS SELECT data_as_of() AS as_of;
 
 CREATE OR REPLACE TEMP TABLE _record_person AS
 SELECT r.system, r.table_name, r.record_id, r.person_key, coalesce(s.is_deleted, false) AS record_deleted
