@@ -26,7 +26,7 @@ timed AS (
 SELECT t.contact_id,
        t.child_seq,
        t.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(t.person_key, t.received_date) AS family_key,
        coalesce(pc.district, p.district) AS district,
        t.received_at,
        t.received_date,
@@ -46,9 +46,6 @@ SELECT t.contact_id,
        t.csc_person_id,
        t.updated_at
 FROM timed t
-LEFT JOIN _family_span fs
-    ON fs.person_key = t.person_key AND t.received_date >= fs.valid_from AND t.received_date < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = t.person_key
 LEFT JOIN _postcode pc ON pc.postcode = t.postcode
 LEFT JOIN model.dim_person p ON p.person_key = t.person_key
 LEFT JOIN model.ref_referral_source rs ON rs.scheme = 'cin' AND rs.code = t.referrer_source_code

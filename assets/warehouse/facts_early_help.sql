@@ -33,7 +33,7 @@ LEFT JOIN _record_person rp
 CREATE OR REPLACE TABLE model.fact_eh_referral AS
 SELECT r.REFERRAL_ID AS referral_id,
        r.FAMILY_ID AS family_id,
-       coalesce(fs.family_key, cf.family_key, ef.family_key) AS family_key,
+       coalesce(family_on(r.person_key, r.REFERRAL_DATE), ef.family_key) AS family_key,
        r.person_key,
        r.PERSON_ID AS person_id,
        r.REFERRAL_DATE AS referral_date,
@@ -45,9 +45,6 @@ SELECT r.REFERRAL_ID AS referral_id,
        r.REASON_NOT_ACCEPTED AS reason_not_accepted,
        r.is_deleted AS source_deleted
 FROM _eh_referral r
-LEFT JOIN _family_span fs
-    ON fs.person_key = r.person_key AND r.REFERRAL_DATE >= fs.valid_from AND r.REFERRAL_DATE < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = r.person_key
 LEFT JOIN _eh_family ef ON ef.FAMILY_ID = r.FAMILY_ID
 LEFT JOIN model.ref_referral_source rs ON rs.scheme = 'cin' AND rs.code = r.REFERRAL_SOURCE
 WHERE NOT r.is_deleted OR r.person_record_deleted
@@ -69,7 +66,7 @@ WITH episode AS (
 )
 SELECT e.EPISODE_ID AS episode_id,
        e.FAMILY_ID AS family_id,
-       coalesce(fs.family_key, cf.family_key, ef.family_key) AS family_key,
+       coalesce(family_on(r.person_key, e.START_DATE), ef.family_key) AS family_key,
        r.person_key,
        e.REFERRAL_ID AS referral_id,
        e.START_DATE AS start_date,
@@ -84,9 +81,6 @@ SELECT e.EPISODE_ID AS episode_id,
        e.is_deleted AS source_deleted
 FROM episode e
 LEFT JOIN _eh_referral r ON r.REFERRAL_ID = e.REFERRAL_ID
-LEFT JOIN _family_span fs
-    ON fs.person_key = r.person_key AND e.START_DATE >= fs.valid_from AND e.START_DATE < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = r.person_key
 LEFT JOIN _eh_family ef ON ef.FAMILY_ID = e.FAMILY_ID
 WHERE NOT e.is_deleted OR coalesce(r.person_record_deleted, false)
 ORDER BY e.EPISODE_ID;

@@ -23,7 +23,7 @@ WITH attendance AS (
         ON rp.system = 'education' AND rp.table_name = 'pupils' AND rp.record_id = h.ONEPupilID
 )
 SELECT a.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(a.person_key, a.term_start) AS family_key,
        a.ONEPupilID AS pupil_id,
        a.URN AS urn,
        a.Term AS term,
@@ -45,9 +45,6 @@ SELECT a.person_key,
            AS is_severe_absence,
        a.is_deleted AS source_deleted
 FROM attendance a
-LEFT JOIN _family_span fs
-    ON fs.person_key = a.person_key AND a.term_start >= fs.valid_from AND a.term_start < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = a.person_key
 WHERE NOT a.is_deleted OR a.person_record_deleted
 ORDER BY a.ONEPupilID, a.URN, a.Term;
 
@@ -64,7 +61,7 @@ WITH exclusion AS (
 )
 SELECT x.ExclusionID AS exclusion_id,
        x.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(x.person_key, x.StartDate) AS family_key,
        x.ONEPupilID AS pupil_id,
        x.URN AS urn,
        x.Category AS category,
@@ -73,8 +70,5 @@ SELECT x.ExclusionID AS exclusion_id,
        list_filter([x.Reason1, x.Reason2, x.Reason3], lambda r: r IS NOT NULL) AS reasons,
        x.is_deleted AS source_deleted
 FROM exclusion x
-LEFT JOIN _family_span fs
-    ON fs.person_key = x.person_key AND x.StartDate >= fs.valid_from AND x.StartDate < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = x.person_key
 WHERE NOT x.is_deleted OR x.person_record_deleted
 ORDER BY x.ExclusionID;

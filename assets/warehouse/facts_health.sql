@@ -22,7 +22,7 @@ WITH encounter AS (
 )
 SELECT e.encounter_id,
        e.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(e.person_key, e.start_date) AS family_key,
        e.patient_id,
        e.review_type,
        e.start_date AS contact_at,
@@ -32,9 +32,6 @@ SELECT e.encounter_id,
                                 WHEN '2' THEN 'cancelled_patient' WHEN '4' THEN 'cancelled_provider' END AS attendance,
        e.is_deleted AS source_deleted
 FROM encounter e
-LEFT JOIN _family_span fs
-    ON fs.person_key = e.person_key AND e.start_date >= fs.valid_from AND e.start_date < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = e.person_key
 WHERE NOT e.is_deleted OR e.person_record_deleted
 ORDER BY e.encounter_id;
 
@@ -54,7 +51,7 @@ WITH request AS (
 )
 SELECT r.service_request_id AS request_id,
        r.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(r.person_key, r.authored_on) AS family_key,
        r.patient_id,
        r.authored_on AS received_date,
        r.requester AS source_code,
@@ -66,9 +63,6 @@ SELECT r.service_request_id AS request_id,
        CASE WHEN r.reason_codes IS NOT NULL THEN string_split(r.reason_codes, ';') END AS reason_codes,
        r.is_deleted AS source_deleted
 FROM request r
-LEFT JOIN _family_span fs
-    ON fs.person_key = r.person_key AND r.authored_on >= fs.valid_from AND r.authored_on < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = r.person_key
 LEFT JOIN model.ref_referral_source rs ON rs.scheme = 'camhs' AND rs.code = r.requester
 WHERE NOT r.is_deleted OR r.person_record_deleted
 ORDER BY r.service_request_id;

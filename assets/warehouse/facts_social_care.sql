@@ -23,7 +23,7 @@ WITH referral AS (
 )
 SELECT r.cine_referral_id AS referral_id,
        r.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(r.person_key, r.referral_date) AS family_key,
        r.cine_person_id AS person_id,
        r.referral_date,
        timezone('Europe/London', r.cine_referral_date) AS referral_at,
@@ -38,9 +38,6 @@ SELECT r.cine_referral_id AS referral_id,
        r.cine_mash_contact_id AS mash_contact_id,
        r.is_deleted AS source_deleted
 FROM referral r
-LEFT JOIN _family_span fs
-    ON fs.person_key = r.person_key AND r.referral_date >= fs.valid_from AND r.referral_date < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = r.person_key
 LEFT JOIN model.ref_referral_source rs ON rs.scheme = 'cin' AND rs.code = r.cine_referral_source_code
 WHERE NOT r.is_deleted OR r.person_record_deleted
 ORDER BY r.cine_referral_id;
@@ -58,7 +55,7 @@ WITH assessment AS (
 )
 SELECT a.cina_assessment_id AS assessment_id,
        a.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(a.person_key, a.cina_assessment_start_date) AS family_key,
        a.cina_person_id AS person_id,
        a.cina_referral_id AS referral_id,
        a.cina_assessment_start_date AS start_date,
@@ -68,10 +65,6 @@ SELECT a.cina_assessment_id AS assessment_id,
        CAST(a.cina_assessment_factors AS VARCHAR[]) AS factors,
        a.is_deleted AS source_deleted
 FROM assessment a
-LEFT JOIN _family_span fs
-    ON fs.person_key = a.person_key AND a.cina_assessment_start_date >= fs.valid_from
-   AND a.cina_assessment_start_date < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = a.person_key
 WHERE NOT a.is_deleted OR a.person_record_deleted
 ORDER BY a.cina_assessment_id;
 
@@ -86,17 +79,13 @@ WITH plan AS (
 )
 SELECT p.cinp_cin_plan_id AS cin_plan_id,
        p.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(p.person_key, p.cinp_cin_plan_start_date) AS family_key,
        p.cinp_person_id AS person_id,
        p.cinp_referral_id AS referral_id,
        p.cinp_cin_plan_start_date AS start_date,
        p.cinp_cin_plan_end_date AS end_date,
        p.is_deleted AS source_deleted
 FROM plan p
-LEFT JOIN _family_span fs
-    ON fs.person_key = p.person_key AND p.cinp_cin_plan_start_date >= fs.valid_from
-   AND p.cinp_cin_plan_start_date < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = p.person_key
 WHERE NOT p.is_deleted OR p.person_record_deleted
 ORDER BY p.cinp_cin_plan_id;
 
@@ -112,7 +101,7 @@ WITH plan AS (
 )
 SELECT p.cppl_cp_plan_id AS cp_plan_id,
        p.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(p.person_key, p.cppl_cp_plan_start_date) AS family_key,
        p.cppl_person_id AS person_id,
        p.cppl_referral_id AS referral_id,
        p.cppl_cp_plan_start_date AS start_date,
@@ -121,10 +110,6 @@ SELECT p.cppl_cp_plan_id AS cp_plan_id,
        p.cppl_cp_plan_latest_category AS latest_category,
        p.is_deleted AS source_deleted
 FROM plan p
-LEFT JOIN _family_span fs
-    ON fs.person_key = p.person_key AND p.cppl_cp_plan_start_date >= fs.valid_from
-   AND p.cppl_cp_plan_start_date < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = p.person_key
 WHERE NOT p.is_deleted OR p.person_record_deleted
 ORDER BY p.cppl_cp_plan_id;
 
@@ -142,7 +127,7 @@ WITH episode AS (
 )
 SELECT e.clae_cla_episode_id AS cla_episode_id,
        e.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(e.person_key, e.clae_cla_episode_start_date) AS family_key,
        e.clae_person_id AS person_id,
        e.clae_cla_episode_start_date AS start_date,
        e.clae_cla_episode_ceased AS end_date,
@@ -152,10 +137,6 @@ SELECT e.clae_cla_episode_id AS cla_episode_id,
        e.clae_cla_primary_need_code AS primary_need,
        e.is_deleted AS source_deleted
 FROM episode e
-LEFT JOIN _family_span fs
-    ON fs.person_key = e.person_key AND e.clae_cla_episode_start_date >= fs.valid_from
-   AND e.clae_cla_episode_start_date < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = e.person_key
 WHERE NOT e.is_deleted OR e.person_record_deleted
 ORDER BY e.clae_cla_episode_id;
 
@@ -171,7 +152,7 @@ WITH enquiry AS (
 )
 SELECT e.s47e_s47_enquiry_id AS enquiry_id,
        e.person_key,
-       coalesce(fs.family_key, cf.family_key) AS family_key,
+       family_on(e.person_key, e.s47e_s47_start_date) AS family_key,
        e.s47e_person_id AS person_id,
        e.s47e_referral_id AS referral_id,
        e.s47e_s47_start_date AS start_date,
@@ -179,8 +160,5 @@ SELECT e.s47e_s47_enquiry_id AS enquiry_id,
        e.s47e_s47_outcome AS outcome,
        e.is_deleted AS source_deleted
 FROM enquiry e
-LEFT JOIN _family_span fs
-    ON fs.person_key = e.person_key AND e.s47e_s47_start_date >= fs.valid_from AND e.s47e_s47_start_date < fs.valid_to
-LEFT JOIN _current_family cf ON cf.person_key = e.person_key
 WHERE NOT e.is_deleted OR e.person_record_deleted
 ORDER BY e.s47e_s47_enquiry_id;

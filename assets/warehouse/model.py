@@ -82,6 +82,7 @@ def build_model(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                 con.execute(sql_text(name))
             except duckdb.Error as exc:
                 raise RuntimeError(f"model: {name} failed: {exc}") from exc
+        con.execute("DROP MACRO IF EXISTS family_on")  # reads the working tables dropped next
         for temp in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS temp.main.{temp}")
     tables = (*REFERENCE_TABLES, *TABLE_GRAIN)

@@ -12,6 +12,8 @@
 --   the person's next span starts; open ends are 'infinity'. Grain: (person_key, valid_from).
 -- _current_family: the person's current family (the open span), else the one they left last.
 --   Grain: person_key.
+-- family_on(person_key, day): the family a fact is filed under: the person's family on that
+--   day (_family_span), else their current family; NULL for a person in no family.
 CREATE OR REPLACE TEMP TABLE _as_of AS SELECT data_as_of() AS as_of;
 
 CREATE OR REPLACE TEMP TABLE _record_person AS
@@ -44,3 +46,8 @@ SELECT person_key, family_key
 FROM identity.family_member
 QUALIFY row_number() OVER (PARTITION BY person_key
                            ORDER BY valid_to IS NULL DESC, valid_to DESC, valid_from DESC NULLS LAST, family_key) = 1;
+
+CREATE OR REPLACE TEMP MACRO family_on(person, day) AS coalesce(
+    (SELECT fs.family_key FROM _family_span fs
+     WHERE fs.person_key = person AND day >= fs.valid_from AND day < fs.valid_to),
+    (SELECT cf.family_key FROM _current_family cf WHERE cf.person_key = person));
