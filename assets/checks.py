@@ -30,7 +30,8 @@ def staging_quality_checks(system: str) -> list[dg.AssetChecksDefinition]:
     limits = thresholds()
 
     @dg.asset_check(asset=asset, name="reconciliation", blocking=limits["reconciliation"]["severity"] == "blocking",
-                    description="Every staged file balances: delivered rows = staged + quarantined.")
+                    description="Every staged file reconciles with its manifest: delivered rows = the "
+                                "manifest's rows = staged + quarantined.")
     def _reconciliation(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         with warehouse.connect() as con:
             return report(context, con, asset.to_user_string(), "reconciliation",

@@ -20,16 +20,29 @@ IDENTIFIER_COLUMNS = {  # staged tables holding NHS numbers or UPNs, and their c
 
 
 def reconciliation(con: duckdb.DuckDBPyConnection, system: str) -> Outcome:
-    """Every staged file balances: delivered = staged + quarantined."""
+    """Every staged file reconciles with its drop's manifest: the rows delivered are the
+    rows the manifest states, and delivered = staged + quarantined. A file whose
+    manifest count was never recorded (manifest_rows NULL) cannot be shown to agree, so
+    it fails too."""
     rows = con.execute("""
-        SELECT extract_date::VARCHAR, file_name, delivered_rows, staged_rows, quarantined_rows
+        SELECT system, extract_date::VARCHAR, file_name, manifest_rows, delivered_rows, staged_rows, quarantined_rows,
+               CASE WHEN manifest_rows IS NULL THEN 'manifest rows not recorded'
+                    WHEN delivered_rows <> manifest_rows THEN 'delivered rows differ from the manifest'
+                    ELSE 'delivered <> staged + quarantined' END AS problem
         FROM audit.drop_file_loaded
-        WHERE system = ? AND delivered_rows <> staged_rows + quarantined_rows
+        WHERE system = ? AND (delivered_rows IS DISTINCT FROM manifest_rows
+                              OR delivered_rows IS DISTINCT FROM staged_rows + quarantined_rows)
+        ORDER BY extract_date, file_name
     """, [system]).fetchall()
     files = con.execute("SELECT count(*) FROM audit.drop_file_loaded WHERE system = ?", [system]).fetchall()[0][0]
-    return Outcome(passed=not rows, observed={"files": files, "unbalanced": len(rows)},
-                   expected="delivered = staged + quarantined for every file", failing_rows=len(rows),
-                   sample=[dict(zip(("extract_date", "file", "delivered", "staged", "quarantined"), r)) for r in rows])
+    off_manifest = sum(1 for r in rows if r[3] is None or r[4] != r[3])
+    unbalanced = sum(1 for r in rows if r[4] != r[5] + r[6])
+    return Outcome(passed=not rows,
+                   observed={"files": files, "unbalanced": unbalanced, "differ_from_manifest": off_manifest},
+                   expected="delivered = the manifest's rows = staged + quarantined for every file",
+                   failing_rows=len(rows),
+                   sample=[dict(zip(("system", "extract_date", "file", "manifest_rows", "delivered", "staged",
+                                     "quarantined", "problem"), r)) for r in rows])
 
 
 def invalid_identifiers(con: duckdb.DuckDBPyConnection, system: str, max_share: float, min_values: int) -> Outcome:

@@ -8,13 +8,13 @@ whole, with a reason that names the file; the warehouse keeps its last good stat
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+from .staging import read_csv_bytes
 
 SYSTEMS = ("education", "health", "social_care", "early_help", "mash", "reference")
 MANIFEST = "_manifest.json"
@@ -118,9 +118,9 @@ def check_rows(drop: Drop, file_name: str, rows: int) -> None:
 
 
 def rows_in(data: bytes, name: str, encoding: str) -> int:
-    """Data rows as the manifest counts them: NDJSON lines, or CSV records less the header
-    (blank lines are neither, as in the parse that ingestion counts rows from)."""
+    """Data rows as ingestion counts them from its parse (blank lines are not rows; a line
+    that cannot be read is one), so that checking a drop here and ingesting it agree."""
     if name.endswith(".ndjson"):
-        return sum(1 for line in data.splitlines() if line.strip())
-    text = data.decode(encoding, errors="replace")
-    return max(0, sum(1 for record in csv.reader(io.StringIO(text, newline="")) if record) - 1)  # blank lines are not rows
+        from .health import ndjson_rows  # health reads drops: imported here, not at the top
+        return ndjson_rows(data)
+    return read_csv_bytes(data, encoding).delivered

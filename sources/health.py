@@ -125,7 +125,8 @@ def read_drop(con: duckdb.DuckDBPyConnection, drop: Drop) -> dict[str, RawTable]
                 rows = con.sql(FLATTEN[name]).to_arrow_table()
                 header = [c for c in rows.column_names if c != "_line"]
                 # the file's unreadable lines are reported once, with its first table
-                tables[name] = RawTable(rows, issues if i == 0 else issues.slice(0, 0), header)
+                # NDJSON has no header: line 1 is a resource, counted and checked like any other
+                tables[name] = RawTable(rows, issues if i == 0 else issues.slice(0, 0), header, header_lines=0)
         finally:
             _drop_lines(con)
     return tables
@@ -143,7 +144,7 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, path: Path, resource_type: str)
         parse = f"""
             CREATE OR REPLACE TEMP TABLE _parsed AS
             SELECT <try>(from_json(text, '{SHAPES[resource_type]}')) AS r, _line
-            FROM _text WHERE trim(text) <> ''"""
+            FROM _text WHERE NOT {BLANK}"""
         try:  # try() costs twice the parse: it is needed only when a line is not JSON
             con.execute(parse.replace("<try>", ""))
         except duckdb.Error:
@@ -154,13 +155,25 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, path: Path, resource_type: str)
             SELECT _line AS line_no, NULL AS column_name,
                    CASE WHEN r IS NULL THEN 'unreadable_line' ELSE 'wrong_resource_type' END AS rule,
                    'hard' AS severity, left(text, 500) AS raw_value,
-                   CASE WHEN r IS NULL THEN 'not valid JSON' ELSE 'not a {resource_type} resource' END AS message
+                   CASE WHEN r IS NOT NULL THEN 'not a {resource_type} resource'
+                        WHEN json_valid(text) THEN 'JSON, but not in the shape of a {resource_type} resource'
+                        ELSE 'not valid JSON' END AS message
             FROM (SELECT r, _line FROM _parsed WHERE r IS NULL OR r.resourceType IS DISTINCT FROM '{resource_type}')
                  JOIN _text USING (_line)
             ORDER BY _line""").to_arrow_table()
     finally:
         con.unregister("_text")
     return bad.cast(ISSUE_SCHEMA)
+
+
+# A blank line (nothing but spaces, tabs or a \r) is neither a resource nor an issue; the
+# same test counts NDJSON rows in drops.rows_in. DuckDB's trim() alone strips only spaces.
+BLANK = "trim(text, ' \t\r') = ''"
+
+
+def ndjson_rows(data: bytes) -> int:
+    """Data rows of an NDJSON file as ingestion counts them: its non-blank lines."""
+    return sum(1 for line in read_lines(data).to_pylist() if line.strip(" \t\r"))
 
 
 def _drop_lines(con: duckdb.DuckDBPyConnection) -> None:

@@ -9,7 +9,8 @@ For each system, drops are handled oldest first:
 3. accepted drops are staged together, table by table, in one SQL pass per table;
 4. staged rows go to ``staging.<system>__<table>`` and to zstd Parquet under
    ``HOME/staged``; issues to ``quarantine.issue``; one row per file to
-   ``audit.drop_file`` (delivered = staged + quarantined for every accepted file);
+   ``audit.drop_file`` (delivered = staged + quarantined for every accepted file, and
+   delivered = the manifest's rows, beside it in ``manifest_rows``);
 5. history tables are rebuilt from the staged snapshots (or versions, for the MASH).
 """
 
@@ -32,6 +33,13 @@ from .staging import SQL_TYPE, StagedTable, install_macros, stage_table
 
 READERS = {m.SYSTEM: m.read_drop for m in (education, health, social_care, early_help, mash, reference)}
 WAREHOUSE_SQL = Path(__file__).parent / "sql" / "warehouse.sql"
+# Columns added to audit tables after they were first created: an existing warehouse
+# gets them in place (the *_loaded views select f.*, so they show them too).
+AUDIT_UPGRADES = [
+    "ALTER TABLE audit.drop_file ADD COLUMN IF NOT EXISTS manifest_rows BIGINT",
+]
+DROP_FILE_COLUMNS = ("run_id, system, extract_date, file_name, delivered_rows, staged_rows, quarantined_rows, "
+                     "flagged_values, status, reason, fingerprint, recorded_at, manifest_rows")
 
 
 @dataclass
@@ -60,6 +68,8 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
     install_macros(con)
     con.execute(WAREHOUSE_SQL.read_text(encoding="utf-8"))
+    for upgrade in AUDIT_UPGRADES:
+        con.execute(upgrade)
 
 
 def ingest(con: duckdb.DuckDBPyConnection, landing: Path, staged_dir: Path, systems=SYSTEMS,
@@ -87,6 +97,8 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
     summary = SystemSummary(system, drops_found=len(drops))
     known = dict(con.execute("SELECT extract_date::VARCHAR, fingerprint FROM audit.drop_loaded WHERE system = ?",
                              [system]).fetchall())
+    unfilled = {d for (d,) in con.execute("SELECT DISTINCT extract_date::VARCHAR FROM audit.drop_file_loaded "
+                                          "WHERE system = ? AND manifest_rows IS NULL", [system]).fetchall()}
     accepted: list[Drop] = []
     raw_by_drop: dict[str, dict] = {}
     restorable = {d.partition: known.get(d.partition) != d.fingerprint and _restorable(staged_dir, d) for d in drops}
@@ -107,7 +119,7 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
                 raw_by_drop[drop.partition] = raw
                 for file_name, rows in _rows_read(contract, raw).items():
                     check_rows(drop, file_name, rows)
-            _record_read(con, run_id, drop, known, summary, raw_by_drop, accepted)
+            _record_read(con, run_id, drop, known, summary, raw_by_drop, accepted, unfilled)
     finally:
         reader.shutdown(wait=True, cancel_futures=True)
         for cursor in cursors.values():
@@ -128,29 +140,43 @@ def _verify_and_read(cursor, contract: Contract, drop: Drop, known: dict[str, st
 
 
 def _record_read(con, run_id: str, drop: Drop, known: dict[str, str], summary: SystemSummary,
-                 raw_by_drop: dict, accepted: list[Drop]) -> None:
-    """Record a verified drop as rejected or unchanged, or accept it for staging."""
+                 raw_by_drop: dict, accepted: list[Drop], unfilled: set[str]) -> None:
+    """Record a verified drop as rejected or unchanged, or accept it for staging.
+    ``unfilled``: staged drops whose audit rows predate manifest_rows."""
     if not drop.ok:
         raw_by_drop.pop(drop.partition, None)
         summary.rejected[drop.partition] = drop.problems
         _record_rejection(con, run_id, drop)
     elif known.get(drop.partition) == drop.fingerprint:
         summary.unchanged.append(drop.partition)
+        if drop.partition in unfilled:
+            _fill_manifest_rows(con, drop)
         _record_drop(con, run_id, drop, "unchanged", "identical re-delivery: nothing to do")
     else:
         accepted.append(drop)
 
 
 def _rows_read(contract: Contract, tables: dict) -> dict[str, int]:
-    """Data rows per file as read: records parsed plus lines that could not be read."""
-    header_lines = 0 if contract.format == "ndjson" else 1
+    """Data rows per file as read (records parsed plus lines that could not be read),
+    from the file's first table: the same count audit.drop_file records as delivered."""
     out = {}
     for table in contract.tables:
         raw = tables.get(table.name)
         if raw is not None and table.file not in out:
-            unreadable = sum(1 for n in raw.issues["line_no"].to_pylist() if n is not None and n > header_lines)
-            out[table.file] = raw.rows.num_rows + unreadable
+            out[table.file] = raw.delivered
     return out
+
+
+def _fill_manifest_rows(con, drop: Drop) -> None:
+    """Give the loaded files of a drop staged before audit.drop_file had manifest_rows
+    the rows its manifest states, so that the reconciliation check can compare them.
+    The drop is the same delivery (same fingerprint); only the empty column is filled,
+    no count that was recorded changes."""
+    for f in drop.files:
+        con.execute("UPDATE audit.drop_file SET manifest_rows = ? WHERE manifest_rows IS NULL AND system = ? "
+                    "AND extract_date = ? AND file_name = ? AND fingerprint = ? AND run_id IN "
+                    "(SELECT run_id FROM audit.drop_loaded WHERE system = ? AND extract_date = ?)",
+                    [f.rows, drop.system, drop.partition, f.name, drop.fingerprint, drop.system, drop.partition])
 
 
 def _stage(con, contract: Contract, drops: list[Drop], raw_by_drop: dict, staged_dir: Path, run_id: str,
@@ -200,9 +226,9 @@ def _stage(con, contract: Contract, drops: list[Drop], raw_by_drop: dict, staged
             summary.rows_staged += counts["staged"]
             summary.rows_quarantined += counts["quarantined"]
             summary.values_flagged += counts["flagged"]
-            con.execute("INSERT INTO audit.drop_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-                run_id, system, drop.partition, f.name, counts["delivered"], counts["staged"],
-                counts["quarantined"], counts["flagged"], status, reason, drop.fingerprint, _now()])
+            _insert_drop_file(con, [run_id, system, drop.partition, f.name, counts["delivered"], counts["staged"],
+                                    counts["quarantined"], counts["flagged"], status, reason, drop.fingerprint, _now(),
+                                    f.rows])
         _record_drop(con, run_id, drop, "staged", "corrected re-delivery" if drop.partition in known else "")
         summary.staged.append(drop.partition)
     _save_loads(con, system, drops, staged_dir)
@@ -217,7 +243,8 @@ def _save_loads(con, system: str, drops: list[Drop], staged_dir: Path) -> None:
     issues as Parquet: what a rebuild needs to restore it without re-parsing."""
     for drop in drops:
         files = con.execute("SELECT file_name, delivered_rows, staged_rows, quarantined_rows, flagged_values, status, "
-                            "reason FROM audit.drop_file WHERE system = ? AND extract_date = ? AND fingerprint = ? "
+                            "reason, manifest_rows FROM audit.drop_file "
+                            "WHERE system = ? AND extract_date = ? AND fingerprint = ? "
                             "QUALIFY row_number() OVER (PARTITION BY file_name ORDER BY recorded_at DESC) = 1",
                             [system, drop.partition, drop.fingerprint]).fetchall()
         folder = Path(staged_dir) / system / "_issues" / f"extract_date={drop.partition}"
@@ -228,13 +255,25 @@ def _save_loads(con, system: str, drops: list[Drop], staged_dir: Path) -> None:
         record = _load_record(staged_dir, drop)
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"fingerprint": drop.fingerprint, "mode": drop.mode, "files": [
-            dict(zip(("file_name", "delivered", "staged", "quarantined", "flagged", "status", "reason"), f))
+            dict(zip(("file_name", "delivered", "staged", "quarantined", "flagged", "status", "reason",
+                      "manifest_rows"), f))
             for f in files]}, indent=1), encoding="utf-8")
 
 
 def _restorable(staged_dir: Path, drop: Drop) -> bool:
-    record = _load_record(staged_dir, drop)
-    return record.exists() and json.loads(record.read_text(encoding="utf-8"))["fingerprint"] == drop.fingerprint
+    """Whether the drop can be restored from an earlier build's Parquet: the same
+    delivery, whose recorded counts reconcile with its manifest. A record that does not
+    (written by a build that miscounted unreadable lines) is read again from the raw
+    files instead, while they are still there."""
+    path = _load_record(staged_dir, drop)
+    if not path.exists():
+        return False
+    record = json.loads(path.read_text(encoding="utf-8"))
+    if record["fingerprint"] != drop.fingerprint:
+        return False
+    delivered = {f["file_name"]: f["delivered"] for f in record["files"]}
+    reconciles = all(delivered.get(f.name) == f.rows for f in drop.files)
+    return reconciles or not all((drop.folder / f.name).exists() for f in drop.files)
 
 
 def _restore(con, contract: Contract, drop: Drop, staged_dir: Path, run_id: str, summary: SystemSummary) -> None:
@@ -254,11 +293,12 @@ def _restore(con, contract: Contract, drop: Drop, staged_dir: Path, run_id: str,
     issues = root / "_issues" / f"extract_date={drop.partition}"
     con.execute(f"INSERT INTO quarantine.issue BY NAME SELECT *, CAST(? AS DATE) AS extract_date "
                 f"FROM read_parquet('{issues}/*.parquet', hive_partitioning = false)", [drop.partition])
+    manifest_rows = {f.name: f.rows for f in drop.files}  # what this delivery's manifest states now
     for f in record["files"]:
-        con.execute("INSERT INTO audit.drop_file VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        _insert_drop_file(con, [
             run_id, system, drop.partition, f["file_name"], f["delivered"], f["staged"], f["quarantined"],
             f["flagged"], f["status"], (f["reason"] + "; " if f["reason"] else "") + "restored from staged Parquet",
-            drop.fingerprint, _now()])
+            drop.fingerprint, _now(), manifest_rows.get(f["file_name"], f.get("manifest_rows"))])
         summary.rows_delivered += f["delivered"]
         summary.rows_staged += f["staged"]
         summary.rows_quarantined += f["quarantined"]
@@ -379,9 +419,15 @@ def _snapshot_history(con, system: str, table: Table) -> None:
 def _record_rejection(con, run_id: str, drop: Drop) -> None:
     reason = "; ".join(drop.problems)
     for f in drop.files:
-        con.execute("INSERT INTO audit.drop_file VALUES (?, ?, ?, ?, ?, 0, 0, 0, 'rejected', ?, ?, ?)",
-                    [run_id, drop.system, drop.partition, f.name, f.rows, reason, drop.fingerprint, _now()])
+        _insert_drop_file(con, [run_id, drop.system, drop.partition, f.name, f.rows, 0, 0, 0, "rejected", reason,
+                                drop.fingerprint, _now(), f.rows])
     _record_drop(con, run_id, drop, "rejected", reason)
+
+
+def _insert_drop_file(con, values: list) -> None:
+    """One audit.drop_file row, by column name: an upgraded warehouse has manifest_rows
+    last, where ALTER TABLE put it."""
+    con.execute(f"INSERT INTO audit.drop_file ({DROP_FILE_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
 
 
 def _record_drop(con, run_id: str, drop: Drop, status: str, reason: str) -> None:

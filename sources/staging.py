@@ -24,7 +24,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from .contracts import Column, Contract, Table
@@ -45,6 +44,15 @@ class RawTable:
     rows: pa.Table
     issues: pa.Table  # file-level and unreadable-line issues (ISSUE_SCHEMA)
     header: list[str]
+    header_lines: int = 1  # lines before the first data line: a CSV header; none in NDJSON
+
+    @property
+    def delivered(self) -> int:
+        """Data rows as delivered: the records read plus the data lines that could not be
+        read (each one row, quarantined). The manifest's ``rows`` is checked against this
+        and ``audit.drop_file.delivered_rows`` records it, so the two cannot disagree."""
+        lines = self.issues["line_no"].to_pylist()
+        return self.rows.num_rows + len({n for n in lines if n is not None and n > self.header_lines})
 
 
 @dataclass
@@ -69,20 +77,43 @@ def install_macros(con: duckdb.DuckDBPyConnection) -> None:
 # ------------------------------------------------------------------ reading
 def read_csv_text(path: Path, encoding: str) -> RawTable:
     """Read a CSV as text. Undecodable and malformed lines become issues, not errors."""
-    data = Path(path).read_bytes()
+    return read_csv_bytes(Path(path).read_bytes(), encoding)
+
+
+def read_csv_bytes(data: bytes, encoding: str) -> RawTable:
+    """A CSV file's bytes as text rows, each with the physical line it started on.
+
+    Every data line ends up in exactly one place: in a record of ``rows``, or in
+    ``issues`` as a line that could not be read (not decodable, wrong number of fields,
+    a quote never closed). So ``RawTable.delivered`` counts the rows the system sent.
+
+    Arrow parses the usual file (one record per line, quotes balanced, lines ended by
+    \\n or \\r\\n). Any other file (a quoted value or a blank line spanning lines, an
+    odd quote, a lone \\r) is read record by record, which finds the line a stray quote
+    opened on and carries on reading from the next one instead of merging the lines."""
     data, bad = _as_utf8(data, encoding)
+    removed = [b["line_no"] for b in bad if b["line_no"] > 1]  # the header line is kept, whatever it holds
     if not data.strip():
         return RawTable(pa.table({"_line": pa.array([], pa.int64())}), _issues(bad), [])
-    header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]))
-    table, unreadable = _parse(data, header, bad, use_threads=True)
+    header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]), [])
+    table, unreadable = _parse(data, header, use_threads=True)
     if any(u["line_no"] is None for u in unreadable):  # Arrow numbers bad rows only when single-threaded
-        table, unreadable = _parse(data, header, bad, use_threads=False)
-    line_numbers = _data_line_numbers(table, data, bad, unreadable)
+        table, unreadable = _parse(data, header, use_threads=False)
+    if _one_record_per_line(data, table, unreadable, removed):
+        lines = _line_map(data.count(b"\n") + (not data.endswith(b"\n")), removed)
+        skipped = np.asarray([u["line_no"] for u in unreadable], np.int64)
+        data_lines = np.arange(2, len(lines) + 1)  # Arrow's record number is the line number here
+        data_lines = data_lines[~np.isin(data_lines, skipped)] if len(skipped) else data_lines
+        for u in unreadable:
+            u["line_no"] = int(lines[u["line_no"] - 1])
+        line_numbers = lines[data_lines - 1]
+    else:
+        header, table, line_numbers, unreadable = _read_by_record(data.decode("utf-8"), removed)
     table = table.append_column("_line", pa.array(line_numbers, pa.int64()))
-    return RawTable(table, _issues(bad + unreadable), header)
+    return RawTable(table, _issues(sorted(bad + unreadable, key=lambda i: i["line_no"])), header)
 
 
-def _parse(data: bytes, header: list[str], bad: list[dict], use_threads: bool):
+def _parse(data: bytes, header: list[str], use_threads: bool):
     unreadable: list[dict] = []
 
     def on_invalid(row) -> str:
@@ -99,6 +130,122 @@ def _parse(data: bytes, header: list[str], bad: list[dict], use_threads: bool):
                                              strings_can_be_null=True, quoted_strings_can_be_null=True),
     )
     return table, unreadable
+
+
+def _one_record_per_line(data: bytes, table: pa.Table, unreadable: list[dict], removed: list[int]) -> bool:
+    """Whether Arrow's parse can be numbered line for line: every line after the header
+    is one record (parsed or unreadable), no quote is left open and no line ends in a
+    lone \\r (which Arrow, but not the line count, takes for a line end). A stray quote
+    makes Arrow read on to the next quote, merging lines: that shows as fewer records
+    than lines, or as an odd number of quotes."""
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    return (lines - 1 == table.num_rows + len(unreadable)
+            and data.count(b'"') % 2 == 0 and data.count(b"\r") == data.count(b"\r\n"))
+
+
+def _line_map(lines: int, removed: list[int]) -> np.ndarray:
+    """The physical line number of each of the ``lines`` lines of the text read (the file
+    less the ``removed`` lines, which could not be decoded): element i - 1 is the
+    physical line of line i."""
+    total = lines + len(removed)
+    keep = np.ones(total + 1, dtype=bool)
+    keep[0] = False
+    keep[np.asarray(removed, dtype=np.int64)] = False
+    return np.flatnonzero(keep).astype(np.int64)
+
+
+# Arrow reads these values as null when strings can be null: the record-by-record reading
+# does the same, so that a file gives the same rows whichever way it is read.
+_NULL_VALUES = frozenset(pacsv.ConvertOptions().null_values)
+
+
+def _read_by_record(text: str, removed: list[int]) -> tuple[list[str], pa.Table, np.ndarray, list[dict]]:
+    """Read a CSV record by record with the csv module: (header, rows as text, the
+    physical line each row started on, unreadable lines as issues).
+
+    A record may span lines only inside a quoted value. A record spanning lines that
+    does not have the header's number of fields (or that reaches the end of the file
+    inside quotes) is taken for a quote opened by mistake on its first line: that line
+    is unreadable, and reading starts again on the next line, so one stray quote costs
+    one row, not the rest of the file."""
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    physical = _line_map(len(lines), removed)  # physical[i]: the physical line of lines[i]
+    feed = _Lines(lines)
+    reader = csv.reader(feed)  # the reader takes lines only as a record needs them, from feed.at
+    header: list[str] | None = None
+    records, starts, unreadable = [], [], []
+
+    def cannot_read(first: int, message: str) -> None:
+        unreadable.append({"line_no": int(physical[first]), "column_name": None, "rule": "unreadable_line",
+                           "severity": "hard", "raw_value": lines[first][:500].rstrip("\r\n"), "message": message})
+
+    while True:
+        first = feed.at
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:  # the reader stopped inside this record: read on from the next line
+            cannot_read(first, "a line break (\\r) inside an unquoted value" if "new-line character" in str(error)
+                        else f"not a CSV record: {error}")
+            feed.at = first + 1
+            continue
+        if not record:  # a blank line: neither a row nor an issue
+            continue
+        if header is None:
+            header = record
+            continue
+        spans = feed.at - first > 1
+        open_at_end = feed.at == len(lines) and _ends_inside_quotes("".join(lines[first:feed.at]))
+        if open_at_end or (spans and len(record) != len(header)):
+            cannot_read(first, "a quote opened on this line is never closed (unterminated quoted value)")
+            feed.at = first + 1  # read on from the next line, as its own record
+        elif len(record) != len(header):
+            cannot_read(first, f"{len(record)} fields where the header has {len(header)}")
+        else:
+            records.append(record)
+            starts.append(int(physical[first]))
+    header = header or []
+    columns = list(zip(*records)) if records else [() for _ in header]
+    table = pa.Table.from_arrays([pa.array([None if v in _NULL_VALUES else v for v in values], pa.string())
+                                  for values in columns], names=header)
+    return header, table, np.asarray(starts, dtype=np.int64), unreadable
+
+
+class _Lines:
+    """The lines of a file for csv.reader, from index ``at`` on; setting ``at`` between
+    records makes the reader go back (or on) to that line."""
+
+    def __init__(self, lines: list[str]):
+        self.lines, self.at = lines, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        if self.at >= len(self.lines):
+            raise StopIteration
+        self.at += 1
+        return self.lines[self.at - 1]
+
+
+def _ends_inside_quotes(record: str) -> bool:
+    """Whether a record ends inside a quoted value, by the csv module's (non-strict)
+    rules: a quote opens a value only at its start, and "" inside one is a quote."""
+    state = "start"  # start of a field | in an unquoted field | quoted | a quote seen inside quotes
+    for ch in record:
+        if state == "quoted":
+            state = "quote" if ch == '"' else "quoted"
+        elif state == "quote" and ch == '"':
+            state = "quoted"
+        elif ch in ",\r\n":
+            state = "start"
+        elif ch == '"' and state == "start":
+            state = "quoted"
+        else:
+            state = "field"
+    return state == "quoted"
 
 
 def _as_utf8(data: bytes, encoding: str) -> tuple[bytes, list[dict]]:
@@ -122,54 +269,24 @@ def read_csv_drop(contract: Contract, drop) -> dict[str, RawTable]:
 
 
 def _decode_by_line(data: bytes, encoding: str) -> tuple[str, list[dict]]:
-    """Decode line by line, reporting the lines that cannot be read in this encoding."""
+    """Decode line by line (lines end at \\n, as they are numbered everywhere), reporting
+    the lines that cannot be read in this encoding. An undecodable data line is left
+    out; the header is kept with the undecodable bytes replaced, so that its columns
+    still name the fields (a broken name then fails the contract, it does not shift the
+    file up a line)."""
     good, bad = [], []
-    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+    parts = data.split(b"\n")
+    lines = [p + b"\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+    for number, raw in enumerate(lines, start=1):
         try:
             good.append(raw.decode(encoding))
         except UnicodeDecodeError as error:
             bad.append({"line_no": number, "column_name": None, "rule": "wrong_encoding", "severity": "hard",
                         "raw_value": raw.decode(encoding, errors="replace")[:500],
                         "message": f"not valid {encoding}: {error.reason} at byte {error.start}"})
+            if number == 1:
+                good.append(raw.decode(encoding, errors="replace"))
     return "".join(good), bad
-
-
-def _physical(number: int | None, removed: list[dict]) -> int | None:
-    """Arrow numbers rows of the text it was given; add back lines removed before it."""
-    if number is None:
-        return None
-    line = number
-    for r in sorted(b["line_no"] for b in removed):
-        if r <= line:
-            line += 1
-    return line
-
-
-def _data_line_numbers(table: pa.Table, data: bytes, bad: list[dict], unreadable: list[dict]) -> np.ndarray:
-    """The physical line each parsed record started on (line 1 is the header).
-
-    Arrow numbers the records it cannot read by record (header = 1), skipping blank
-    lines and counting a record whose quoted value spans lines once; both the unreadable
-    records (``unreadable``, renumbered in place) and the parsed ones get physical line
-    numbers, counting the undecodable lines (``bad``) removed before Arrow saw the text."""
-    physical_lines = data.count(b"\n") + (not data.endswith(b"\n")) + len(bad)
-    if physical_lines - 1 == table.num_rows + len(unreadable) + len(bad):  # one record per line: the usual case
-        for u in unreadable:
-            u["line_no"] = _physical(u["line_no"], bad)
-        skipped = {u["line_no"] for u in unreadable} | {b["line_no"] for b in bad}
-        lines = np.arange(2, physical_lines + 1)
-        return lines[~np.isin(lines, list(skipped))] if skipped else lines
-    # a quoted value spans lines, or there are blank lines: let the csv module say where each record starts
-    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""))
-    starts, line = [], 1
-    for record in reader:
-        if record:  # Arrow skips blank lines
-            starts.append(_physical(line, bad))
-        line = reader.line_num + 1
-    records = {u["line_no"] for u in unreadable}
-    for u in unreadable:
-        u["line_no"] = starts[u["line_no"] - 1] if u["line_no"] is not None and u["line_no"] <= len(starts) else None
-    return np.asarray([n for i, n in enumerate(starts[1:], start=2) if i not in records][: table.num_rows], dtype=np.int64)
 
 
 def _issues(rows: list[dict]) -> pa.Table:
@@ -293,18 +410,24 @@ def _hashes_unique(con: duckdb.DuckDBPyConnection) -> bool:
 
 def _counts(con: duckdb.DuckDBPyConnection, files: dict[str, RawTable], staged_n: dict[str, int], issues: pa.Table,
             rejected_files: set[str]) -> dict[str, dict[str, int]]:
+    """delivered, staged, quarantined, flagged and file_rejected per drop. An issue on a
+    header line (a CSV's line 1) is about the file, not a row; an NDJSON file has no
+    header, so its line 1 is a row like any other."""
     con.register("_all_issues", issues)
+    con.register("_first_row", pa.table({"_drop": pa.array(list(files), pa.string()),
+                                         "_first": pa.array([raw.header_lines + 1 for raw in files.values()], pa.int64())}))
     try:
-        hard = dict(con.sql("SELECT _drop, count(DISTINCT line_no) FROM _all_issues WHERE severity = 'hard' AND line_no > 1 "
-                            "OR rule = 'file_rejected' GROUP BY 1").fetchall())
-        soft = dict(con.sql("SELECT _drop, count(*) FROM _all_issues WHERE severity = 'soft' AND line_no > 1 "
+        hard = dict(con.sql("SELECT _drop, count(DISTINCT line_no) FROM _all_issues JOIN _first_row USING (_drop) "
+                            "WHERE severity = 'hard' AND line_no >= _first OR rule = 'file_rejected' "
                             "GROUP BY 1").fetchall())
+        soft = dict(con.sql("SELECT _drop, count(*) FROM _all_issues JOIN _first_row USING (_drop) "
+                            "WHERE severity = 'soft' AND line_no >= _first GROUP BY 1").fetchall())
     finally:
         con.unregister("_all_issues")
+        con.unregister("_first_row")
     out = {}
     for drop, raw in files.items():
-        delivered = raw.rows.num_rows + pc.sum(pc.not_equal(raw.issues["line_no"], 1)).as_py() if raw.issues.num_rows else raw.rows.num_rows
-        out[drop] = {"delivered": int(delivered or 0), "staged": int(staged_n.get(drop, 0)),
+        out[drop] = {"delivered": raw.delivered, "staged": int(staged_n.get(drop, 0)),
                      "quarantined": int(hard.get(drop, 0)), "flagged": int(soft.get(drop, 0)),
                      "file_rejected": int(drop in rejected_files)}
     return out
