@@ -7,7 +7,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from sources.synthetic.config import CityConfig
+from sources.synthetic.config import DEFECT_PROFILES, CityConfig
 
 
 def _date(text: str) -> date:
@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="day each system sends its initial full extract; drops follow at each system's cadence "
                             "until --end (default: 27 days before --end; use --start for every drop of the period)")
     synth.add_argument("--out", type=Path, required=True, help="folder for landing/ and truth/")
+    synth.add_argument("--defects", choices=list(DEFECT_PROFILES), default="default",
+                       help="named error profile of the records (sources/synthetic/config.py; default %(default)s)")
 
     build = commands.add_parser("build", help="run the whole pipeline, in process, on every drop in a landing folder")
     build.add_argument("--landing", type=Path, required=True, help="the landing folder (<landing>/<system>/<date>/)")
@@ -132,13 +134,14 @@ def _synth(args) -> int:
     from sources.synthetic.city import generate_city
 
     try:
-        config = CityConfig(children=args.children, seed=args.seed, start=args.start, end=args.end, go_live=args.go_live)
+        config = CityConfig(children=args.children, seed=args.seed, start=args.start, end=args.end, go_live=args.go_live,
+                            defects=args.defects)
     except ValueError as error:
         print(f"earlyhelp synth: {error}", file=sys.stderr)
         return 2
     summary = generate_city(config, args.out)
     print(f"Synthetic city: {config.children:,} children, seed {config.seed}, "
-          f"{config.start} to {config.end}, drops from {config.go_live}")
+          f"{config.start} to {config.end}, drops from {config.go_live}, defects {args.defects}")
     print(f"{'system':<12} {'drops':>6} {'rows':>12}")
     for system in sorted(summary.drops):
         print(f"{system:<12} {summary.drops[system]:>6} {summary.rows[system]:>12,}")

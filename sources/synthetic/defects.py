@@ -66,6 +66,19 @@ def swap_day_month(dates: pd.Series, rng: np.random.Generator, rate: float) -> p
     return d.where(~hit, swapped)
 
 
+def swap_names(forenames: pd.Series, surnames: pd.Series, rng: np.random.Generator,
+               rate: float) -> tuple[pd.Series, pd.Series]:
+    """Exchange forename and surname in ``rate`` of the records that have both, as when
+    "Smith, Jack" is typed into a form's first-name box. Draws from ``rng`` whatever the
+    rate, so give it a stream of its own."""
+    first = forenames.astype(object)
+    last = pd.Series(np.asarray(surnames, dtype=object), index=first.index, dtype=object)
+    hit = (rng.random(len(first)) < rate) & first.notna().to_numpy() & last.notna().to_numpy()
+    if not hit.any():
+        return first, last
+    return first.where(~hit, last), last.where(~hit, first)
+
+
 def shorten_hyphenated(surnames: pd.Series, rng: np.random.Generator, rate: float) -> pd.Series:
     """Keep one half of a double-barrelled surname, as a hurried form often does."""
     s = surnames.astype(object)

@@ -365,6 +365,7 @@ def _person_fields(world: World, members: pd.DataFrame, who: pd.DataFrame) -> di
     forename = true_forename.where(~typed_as_forename, nickname)
     forename = D.to_cp1252(D.typo(forename, _stream(world, "forename_typo"), rates.forename_typo))
     known_as = D.to_cp1252(nickname.where(has_nickname & ~typed_as_forename, None))
+    forename, surname = D.swap_names(forename, surname, _stream(world, "name_swap"), rates.name_swap.get(SYSTEM, 0.0))
 
     dob = D.swap_day_month(pd.Series(_day(who["birth_date"])), _stream(world, "dob"), rates.dob_day_month_swap)
     return {

@@ -69,6 +69,8 @@ def _what_the_referrer_said(world, contacts: pd.DataFrame) -> pd.DataFrame:
     surname = pd.Series(np.where(changed, people["surname_after"].to_numpy(), people["surname"].to_numpy()))
     surname = D.shorten_hyphenated(surname, rng, defects.hyphenated_surname_partial)
     surname = D.typo(surname, rng, defects.surname_typo * 1.5)
+    forename, surname = D.swap_names(forename, surname, config.rng("mash.name_swap"),
+                                     defects.name_swap.get("mash", 0.0))
 
     dob = D.swap_day_month(pd.Series(people["birth_date"].to_numpy()), rng, defects.dob_day_month_swap)
     approximate = rng.random(n) < defects.mash_dob_approximate

@@ -85,6 +85,8 @@ def _person(world, people: pd.DataFrame):
     forename = D.nickname(pd.Series(p["forename"].to_numpy()), rng, defects.nickname["social_care"])
     forename = D.typo(forename, rng, defects.forename_typo + 0.1 * duplicate)
     surname = D.typo(pd.Series(p["surname"].to_numpy()), rng, defects.surname_typo + 0.1 * duplicate)
+    forename, surname = D.swap_names(forename, surname, config.rng("social_care.name_swap"),
+                                     defects.name_swap.get("social_care", 0.0))
     dob = D.swap_day_month(pd.Series(p["birth_date"].to_numpy()), rng, defects.dob_day_month_swap + 0.05 * duplicate)
     nhs = D.blank(pd.Series(p["nhs_number"].to_numpy()), rng, defects.nhs_missing["social_care"])
     nhs = D.corrupt_nhs_number(nhs, rng, defects.invalid_check_digit)
