@@ -45,18 +45,29 @@ def main(argv: list[str] | None = None) -> int:
                                description="Input columns: record_id, source, forename, middle_names, surname, "
                                            "dob (YYYY-MM-DD), sex, postcode, address; optional nhs_number, upn, "
                                            "former_upn, uprn, csc_id, alt_forename, alt_surname, dob_estimated, role. "
-                                           "Output: record_id, source, person_key, match_probability, link_rule, explanation.")
+                                           "Output: record_id, source, person_key, match_probability, link_rule, explanation. "
+                                           "By default the person model is fitted to the input's own records first "
+                                           "(u by random sampling, m by expectation maximisation, starting from the "
+                                           "shipped model); --model uses a saved model as it is.")
     link.add_argument("--input", type=Path, required=True, help="the person table (.parquet or .csv)")
     link.add_argument("--output", type=Path, required=True, help="where to write record_id -> person_key (.parquet or .csv)")
-    link.add_argument("--model", type=Path, default=None, help="a trained model JSON (default: the repo's)")
+    link.add_argument("--model", type=Path, default=None,
+                      help="a saved model JSON to use as it is (default: fit one to the input)")
+    link.add_argument("--model-out", type=Path, default=None, help="also save the model fitted to the input here")
 
     evaluate = commands.add_parser("evaluate-identity", help="score a build's persons against a synthetic city's truth (JSON)")
     evaluate.add_argument("--truth", type=Path, required=True, help="the city's truth/ folder")
     evaluate.add_argument("--home", type=Path, required=True, help="the build's HOME")
 
-    train = commands.add_parser("train-identity", help="retrain the Splink person model on a build's records and save it")
+    train = commands.add_parser("train-identity", help="refit the Splink person model to a build's own records",
+                                description="Fits the person model to the records of HOME's last build (read only; "
+                                            "the build is not changed) and saves it as HOME's next model version "
+                                            "under HOME/identity/model/, with its training report under "
+                                            "HOME/reports/identity/. The next build links with it, in full.")
     train.add_argument("--home", type=Path, required=True, help="a HOME whose build has linked identity once")
-    train.add_argument("--out", type=Path, default=None, help="model JSON to write (default: the repo's model file)")
+    train.add_argument("--out", type=Path, default=None,
+                       help="write the model here instead of into HOME (e.g. assets/identity/model/person_model_v2.json "
+                            "to replace the shipped prior)")
 
     args = parser.parse_args(argv)
     if args.command == "synth":
@@ -76,10 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _link(args) -> int:
     from assets.identity.engine import link_file
-    from assets.identity.model import MODEL_PATH
 
+    if args.model and not args.model.is_file():
+        print(f"earlyhelp link: no model file at {args.model}", file=sys.stderr)
+        return 2
     try:
-        result = link_file(args.input, args.output, args.model or MODEL_PATH)
+        result = link_file(args.input, args.output, args.model, model_out=args.model_out)
     except (ValueError, FileNotFoundError) as error:
         print(f"earlyhelp link: {error}", file=sys.stderr)
         return 2
@@ -87,30 +100,39 @@ def _link(args) -> int:
         print(f"earlyhelp link: cannot read {args.input}: {error}", file=sys.stderr)
         return 2
     print(f"{result['records']:,} records -> {result['persons']:,} persons "
-          f"({result['review_pairs']:,} pairs left for review); written to {args.output}")
+          f"({result['review_pairs']:,} pairs left for review); model: {result['model']}; written to {args.output}")
     return 0
 
 
 def _train(args) -> int:
     import duckdb
 
-    from assets.identity.model import MODEL_PATH, train_model
+    from assets.identity.fitting import fit_to_records, next_model_path, record_views
+    from assets.identity.model import MODEL_PATH, TRAINING_KEY, save_model
+    from assets.identity.training_report import write_training_report
 
     database = args.home / "warehouse" / "build.duckdb"
     if not database.exists():
         print(f"earlyhelp train-identity: no build database at {database}", file=sys.stderr)
         return 2
-    # Splink writes its working tables: train in memory on a copy of the records
+    # Splink writes working tables: fit in memory on a copy of the records, never in the build
     with duckdb.connect() as con:
-        con.execute(f"ATTACH '{database}' AS build (READ_ONLY)")
-        con.execute("CREATE TABLE records AS SELECT * FROM build.identity.standardised_record")
+        con.execute(f"ATTACH '{str(database).replace(chr(39), chr(39) * 2)}' AS build (READ_ONLY)")
+        con.execute("CREATE SCHEMA identity")
+        con.execute("CREATE TABLE identity.standardised_record AS SELECT * FROM build.identity.standardised_record")
+        scored = bool(con.sql("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'build' "
+                              "AND schema_name = 'identity' AND table_name = 'scored_pair'").fetchall()[0][0])
+        if scored:
+            con.execute("CREATE TABLE identity.scored_pair AS SELECT * FROM build.identity.scored_pair")
         con.execute("DETACH build")
-        systems = [s for (s,) in con.sql("SELECT DISTINCT system FROM records ORDER BY 1").fetchall()]
-        for system in systems:
-            con.execute(f"CREATE VIEW link_input_{system} AS SELECT * FROM records WHERE system = '{system}'")
-        out = args.out or MODEL_PATH
-        train_model(con, {s: f"link_input_{s}" for s in systems}, out)
-    print(f"model written to {out}")
+        model = fit_to_records(con)
+        out = save_model(model, args.out or next_model_path(args.home / "identity" / "model"))
+        report = write_training_report(con, out, MODEL_PATH, record_views(con), args.home / "reports" / "identity",
+                                       scored_pairs="identity.scored_pair" if scored else None)
+    record = model[TRAINING_KEY]
+    print(f"model fitted to {record['records']:,} records, written to {out}\ntraining report: {report}")
+    if args.out is None:
+        print("the next build links with it (a full link)")
     return 0
 
 

@@ -25,14 +25,18 @@ PERSON_SYSTEMS = [s for s in SYSTEMS if s != "reference"]
 )
 def identity_persons(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.connect() as con:
-        result = run_identity(con, context.run.run_id, warehouse.review_dir, durable_dir=warehouse.identity_dir)
+        result = run_identity(con, context.run.run_id, warehouse.review_dir, durable_dir=warehouse.identity_dir,
+                              reports_dir=warehouse.reports_dir)
     context.log.info(f"identity: {result['records']:,} records -> {result['persons']:,} persons, "
-                     f"{result['families']:,} families, {result['review_queue']:,} pairs to review")
+                     f"{result['families']:,} families, {result['review_queue']:,} pairs to review; model "
+                     f"{result['model']}" + (" (fitted to this deployment's records in this run)"
+                                             if result["model_fitted"] else ""))
     return dg.MaterializeResult(metadata={
         "records": result["records"], "persons": result["persons"], "families": result["families"],
         "review_queue": result["review_queue"],
         "decisions_imported": result["decisions_imported"]["decisions"],
         "seconds": round(result["seconds"]["total"], 1),
+        "model": result["model"], "model_fitted_this_run": result["model_fitted"],
     })
 
 

@@ -9,13 +9,16 @@ import hashlib
 import importlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
 from .families import build_families
+from .fitting import fit_and_save, record_views, remembered, saved_models
 from .link import MATCH_THRESHOLD, SCRATCH, link_records, run_sql_file, scratch
-from .model import MODEL_PATH
+from .model import MODEL_PATH, TRAINING_KEY, save_model
+from .training_report import write_training_report
 
 DECISIONS = ("match", "not a match")
 # What must outlive the build database: keys, their history and reviewers' labels.
@@ -205,12 +208,34 @@ def assign_persons(con: duckdb.DuckDBPyConnection, run_id: str, mode: str = "ful
         run_sql_file(con, "review_queue.sql", scope="true", target="identity.review_queue")
 
 
+def choose_model(con: duckdb.DuckDBPyConnection, model: Path | None, model_dir: Path | None,
+                 fitted: dict) -> Path | dict | Callable:
+    """The model this run links with (fitting.py states the rule). When none exists yet,
+    a function that fits one once the records are standardised; it notes what it fitted
+    in `fitted` (model, path)."""
+    if model:
+        return Path(model)
+    saved = saved_models(model_dir)
+    if saved:
+        return saved[-1]
+    known = remembered(con)
+    if known:
+        return known
+
+    def fit(connection: duckdb.DuckDBPyConnection) -> dict:
+        fitted["model"], fitted["path"] = fit_and_save(connection, model_dir)
+        return fitted["model"]
+    return fit
+
+
 def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
-                 model: Path = MODEL_PATH, threshold: float = MATCH_THRESHOLD,
-                 durable_dir: Path | None = None) -> dict:
+                 model: Path | None = None, threshold: float = MATCH_THRESHOLD,
+                 durable_dir: Path | None = None, reports_dir: Path | None = None) -> dict:
     """Link every staged person record; keep keys stable; build families; queue reviews.
     With durable_dir, keys and labels are restored from and saved to Parquet there, so
-    they survive a rebuild of the database itself."""
+    they survive a rebuild of the database itself, and the deployment's fitted model is
+    kept in its model/ folder. Without a model, the first full link fits one to these
+    records; with reports_dir, its training report goes to reports_dir/identity/."""
     started = time.perf_counter()
     # Splink's import (with pandas and sqlglot) is ~0.6 s of pure Python; DuckDB releases
     # the GIL while it reads the source records, so the two overlap on a second core.
@@ -221,14 +246,21 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
     read_source_records(con)
     source_seconds = time.perf_counter() - t
     imported = import_review_decisions(con, review_dir, run_id)
+    fitted: dict = {}
+    chosen = choose_model(con, model, Path(durable_dir) / "model" if durable_dir else None, fitted)
     # a reviewer's decision can join or split any component: then re-examine everything
-    summary = link_records(con, model, threshold, incremental=imported["decisions"] == 0)
+    summary = link_records(con, chosen, threshold, incremental=imported["decisions"] == 0)
     assign_persons(con, run_id, summary.mode)
     queue = export_review_queue(con, review_dir)
     t = time.perf_counter()
     families = build_families(con, run_id)
-    seconds = dict(source_records=source_seconds, **summary.seconds, families=time.perf_counter() - t,
-                   total=time.perf_counter() - started)
+    seconds = dict(source_records=source_seconds, **summary.seconds, families=time.perf_counter() - t)
+    report = None
+    if fitted.get("path") and reports_dir:
+        t = time.perf_counter()
+        report = write_model_report(con, fitted["path"], Path(reports_dir) / "identity")
+        seconds["model_report"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - started
     if durable_dir:
         save_durable_tables(con, durable_dir)
     record_metrics(con, run_id, {
@@ -237,8 +269,23 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
         **{f"seconds_{k}": v for k, v in seconds.items()}})
     return {"records": summary.records, "persons": summary.clusters, "families": families.get("families"),
             "mode": summary.mode, "restored": restored,
+            "model": str(fitted.get("path") or (chosen if isinstance(chosen, Path) else "remembered in the database")),
+            "model_fitted": bool(fitted), "model_report": str(report) if report else None,
             "review_queue": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0],
             "review_queue_csv": str(queue), "decisions_imported": imported, "seconds": seconds}
+
+
+def write_model_report(con: duckdb.DuckDBPyConnection, model_path: Path, out_dir: Path) -> Path:
+    """The training report of a model fitted to this database's records, with this run's
+    scored pairs; Splink's working tables stay in the in-memory catalog."""
+    views = record_views(con)
+    database = con.sql("SELECT current_database()").fetchall()[0][0]
+    con.execute(f"USE {scratch(con)}")
+    try:
+        return write_training_report(con, model_path, MODEL_PATH, views, out_dir,
+                                     scored_pairs=f'"{database}".identity.scored_pair')
+    finally:
+        con.execute(f'USE "{database}"')
 
 
 STANDARD_COLUMNS = {  # the documented input of `earlyhelp link`; the first nine are required
@@ -251,10 +298,12 @@ STANDARD_COLUMNS = {  # the documented input of `earlyhelp link`; the first nine
 REQUIRED = list(STANDARD_COLUMNS)[:9]
 
 
-def link_file(input_path: Path, output_path: Path, model: Path = MODEL_PATH,
-              threshold: float = MATCH_THRESHOLD) -> dict:
+def link_file(input_path: Path, output_path: Path, model: Path | None = None,
+              threshold: float = MATCH_THRESHOLD, model_out: Path | None = None) -> dict:
     """Link any person table (Parquet or CSV, standard schema) and write record_id ->
-    person_key with the probability, rule and explanation of each record's link."""
+    person_key with the probability, rule and explanation of each record's link. Without
+    a model, one is fitted to the table itself (as a deployment's first link is), and
+    saved to model_out when given."""
     input_path, output_path = Path(input_path), Path(output_path)
     reader = "read_parquet" if input_path.suffix.lower() == ".parquet" else "read_csv"
     options = "" if reader == "read_parquet" else ", all_varchar = true"
@@ -280,16 +329,24 @@ def link_file(input_path: Path, output_path: Path, model: Path = MODEL_PATH,
         CREATE TABLE identity.source_person AS
         SELECT coalesce(source, 'input') AS system, 'records' AS table_name, record_id,
                forename, middle_names, surname, alt_forename, alt_surname, dob, dob_estimated, sex,
-               postcode, address, uprn, nhs_number, upn, former_upn, csc_id, false AS is_deleted, role
+               postcode, address, uprn, nhs_number, upn, former_upn, csc_id, false AS is_deleted, role,
+               NULL::DATE AS first_delivered
         FROM (SELECT {selected} FROM raw_input)
     """)
-    summary = link_records(con, model, threshold)
+    fitted: dict = {}
+    summary = link_records(con, choose_model(con, model, None, fitted), threshold)
     assign_persons(con, "link")
+    if model_out and fitted:
+        save_model(fitted["model"], Path(model_out))
     con.execute(f"""
         COPY (SELECT s.record_id, s.system AS source, p.person_key, p.match_probability, p.link_rule, p.explanation
               FROM identity.person_record p JOIN identity.standardised_record s USING (record_key)
               ORDER BY p.person_key, s.record_id)
         TO '{str(output_path).replace("'", "''")}' ({'FORMAT parquet' if output_path.suffix.lower() == '.parquet' else 'HEADER'})
     """)
+    record = fitted["model"].get(TRAINING_KEY, {}) if fitted else {}
     return {"records": summary.records, "persons": summary.clusters,
-            "review_pairs": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0]}
+            "review_pairs": con.sql("SELECT count(*) FROM identity.review_queue").fetchall()[0][0],
+            "model": str(model) if model else ("fitted to the input" if record.get("fitted")
+                                                else record.get("reason", "fitted to the input")),
+            "seconds": summary.seconds}

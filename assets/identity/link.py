@@ -13,6 +13,7 @@ explained edge by edge, and every refused or grey-zone pair can be reviewed.
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import duckdb
 import pyarrow as pa
 
 from .cluster import constrained_clusters
-from .model import MODEL_PATH, PRIOR_RULES, PRIOR_RULES_RECALL, linker_for, load_model
+from .fitting import record_views
+from .model import MODEL_PATH, linker_for, prior_for
 
 SQL = Path(__file__).parent / "sql"
 MACROS = Path(__file__).parents[2] / "sources" / "sql" / "macros.sql"
@@ -160,7 +162,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
     every record, and the prior is the last full run's. Earlier scores of untouched pairs
     are kept: a pair's score depends on its two records and the saved model, while term
     frequencies and the prior drift only slowly (above INCREMENTAL_SHARE, re-score all)."""
-    model = load_model(model) if not isinstance(model, dict) else dict(model)
+    model = json.loads(Path(model).read_text()) if not isinstance(model, dict) else dict(model)
     fingerprint = hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
     total = con.sql("SELECT count(*) FROM identity.standardised_record").fetchall()[0][0]
     same_model = "model_sha256" in _columns(con, "identity", "link_state") and con.sql(
@@ -178,10 +180,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
             "SELECT prior FROM identity.link_state").fetchall()[0][0]
     else:
         source = "identity.standardised_record"
-    systems = [s for (s,) in con.sql(f"SELECT DISTINCT system FROM {source} ORDER BY 1").fetchall()]
-    for system in systems:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW link_input_{system} AS "
-                    f"SELECT * FROM {source} WHERE system = '{system}'")
+    inputs = record_views(con, source, prefix="link_input")
     if total < MIN_RECORDS_FOR_TERM_FREQUENCIES:
         # in a small table every name is "common": its own frequencies would outweigh the evidence
         model["comparisons"] = [
@@ -198,18 +197,15 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
     try:
         # an incremental run continues a full run's state with the same model on the same
         # columns, which that run checked
-        linker = linker_for(con, {s: f"link_input_{s}" for s in systems}, model, validate=mode == "full")
+        if mode == "full":
+            # the prior depends on how many records this run holds (prior_for)
+            model["probability_two_random_records_match"] = prior_for(model, total)
+        linker = linker_for(con, inputs, model, validate=mode == "full")
         if mode == "incremental":
             for column in _tf_columns(model):
                 linker.table_management.register_term_frequency_lookup(
                     linker._db_api.register(f"tf_lookup_{column}"), column)
-        elif con.sql("SELECT count(*) FROM identity.deterministic_edge "
-                     "WHERE link_rule <> 'Mosaic person id agrees'").fetchall()[0][0]:
-            # The prior depends on how many records this run holds, not on the training city.
-            # With no pair sharing an identifier there is nothing to estimate it from: keep the
-            # trained prior.
-            linker.training.estimate_probability_two_random_records_match(PRIOR_RULES, recall=PRIOR_RULES_RECALL)
-        if mode == "full":
+        else:
             prior = linker._settings_obj._probability_two_random_records_match
             con.execute("CREATE OR REPLACE TABLE identity.link_state AS SELECT ?::DOUBLE AS prior, ? AS model_sha256",
                         [prior, fingerprint])
@@ -223,7 +219,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
         SELECT least(record_key_l, record_key_r) AS record_l,
                greatest(record_key_l, record_key_r) AS record_r,
                match_probability, match_weight, match_key,
-               rtrim(regexp_replace({explanation}, '(; )+', '; ', 'g'), '; ') AS explanation
+               trim(regexp_replace({explanation}, '(; )+', '; ', 'g'), '; ') AS explanation
         FROM {scores}"""
     if mode == "incremental":  # in place: rewriting the whole table costs more than the change
         con.execute(f"DELETE FROM identity.scored_pair WHERE {TOUCHING}")
@@ -295,7 +291,7 @@ def _twin_changes(con: duckdb.DuckDBPyConnection) -> None:
     """)
 
 
-def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
+def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable = MODEL_PATH,
                  threshold: float = MATCH_THRESHOLD, incremental: bool = True) -> LinkSummary:
     """identity.source_person -> identity.standardised_record, identity.link,
     identity.cluster (record_key, cluster_id). Reviewer decisions are read from
@@ -304,7 +300,9 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
     Incrementally (an earlier run's tables exist and few records changed), only changed
     records are standardised and scored, only pairs touching them are re-examined, and
     only the components of the link graph holding them are clustered again; a run that
-    imports reviewer decisions, or follows an older version's tables, does everything."""
+    imports reviewer decisions, or follows an older version's tables, does everything.
+    model may be a function of the connection, called once the records are standardised
+    (to fit a model to them)."""
     seconds = {}
     t = time.perf_counter()
     con.execute("CREATE TABLE IF NOT EXISTS identity.review_decision ("
@@ -316,14 +314,21 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
                  and con.sql("SELECT threshold FROM identity.link_state").fetchall() == [(threshold,)])
     changed = standardise(con, incremental=bool(resumable))
     seconds["standardise"] = time.perf_counter() - t
+    if callable(model):
+        t = time.perf_counter()
+        model = model(con)
+        seconds["fit_model"] = time.perf_counter() - t
 
     t = time.perf_counter()
     if changed is None:
         run_sql_file(con, "deterministic_edges.sql", changed="identity.standardised_record",
                      target="identity.deterministic_edge")
         run_sql_file(con, "twin_guard.sql", dobs="true", target="identity.twin_birth")
+        run_sql_file(con, "twin_share.sql")
     else:
         _rebuild_deterministic_edges(con)
+        if not _columns(con, "identity", "twin_share"):
+            run_sql_file(con, "twin_share.sql")
     seconds["deterministic"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -332,6 +337,10 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH
 
     t = time.perf_counter()
     con.execute(f"SET VARIABLE match_threshold = {threshold}")
+    # twins the records cannot show are still likely where shown twins are common: then
+    # hold back unshown ones too (candidate_edges.sql), at the same odds as a link needs
+    (share,) = con.sql("SELECT share FROM identity.twin_share").fetchall()[0]
+    con.execute(f"SET VARIABLE unshown_twins_likely = {bool(share > 1 - threshold)}")
     con.execute("ALTER TABLE identity.link_state ADD COLUMN IF NOT EXISTS threshold DOUBLE")
     con.execute("UPDATE identity.link_state SET threshold = ?", [threshold])
     if mode == "incremental":

@@ -107,10 +107,15 @@ def test_identity_checks_catch_two_nhs_numbers_in_one_person_and_a_link_the_twin
     con.execute("""
         CREATE SCHEMA identity;
         CREATE TABLE identity.standardised_record AS SELECT * FROM (VALUES
-            ('h/1', 'health', 'jayden', ['jayden'], DATE '2018-06-14', '9991000011', NULL, NULL),
-            ('h/2', 'health', 'ruby',   ['ruby'],   DATE '2018-06-14', NULL, NULL, NULL),
-            ('e/3', 'education', 'ruby', ['ruby'],  DATE '2018-06-14', '9991000038', NULL, NULL))
-          t(record_key, system, forename, forename_group, dob, nhs_number, upn, former_upn);
+            ('h/1', 'health', 'jayden', ['jayden'], 'okafor', 'ZX6 4EF', DATE '2018-06-14', '9991000011', NULL, NULL),
+            ('h/2', 'health', 'ruby',   ['ruby'],   'okafor', 'ZX6 4EF', DATE '2018-06-14', NULL, NULL, NULL),
+            ('e/3', 'education', 'ruby', ['ruby'],  'okafor', 'ZX6 4EF', DATE '2018-06-14', '9991000038', NULL, NULL))
+          t(record_key, system, forename, forename_group, surname, postcode, dob, nhs_number, upn, former_upn);
+        -- the records show twins born that day: the guard should have refused jayden ~ ruby
+        CREATE TABLE identity.twin_birth AS SELECT DATE '2018-06-14' AS dob, 'surname' AS key_kind,
+            'okafor' AS key_value, []::VARCHAR[] AS shared_forenames;
+        CREATE TABLE identity.twin_share AS SELECT 0 AS pairs, 0 AS shown_twins, 0.0 AS share;
+        CREATE TABLE identity.link_state AS SELECT 0.99 AS threshold;
         CREATE TABLE identity.person_record AS SELECT * FROM (VALUES
             ('P1', 'h/1'), ('P1', 'h/2'), ('P1', 'e/3')) t(person_key, record_key);
         CREATE TABLE identity.person AS SELECT 'P1' AS person_key, 2 AS system_count;
@@ -122,5 +127,6 @@ def test_identity_checks_catch_two_nhs_numbers_in_one_person_and_a_link_the_twin
     limits = thresholds()["identity"]
     constraints = checks.identity_constraints(con, limits["constraints"])
     assert not constraints.passed and constraints.observed["persons_with_two_nhs_numbers"] == 1
+    assert constraints.sample == [{"problem": "1 persons hold two NHS numbers", "person_keys": ["P1"]}]
     coverage = checks.identity_coverage(con, limits["coverage"])
     assert not coverage.passed and coverage.observed["twin_guard_violations"] == 1  # jayden ~ ruby only

@@ -40,24 +40,41 @@ shared_identifier AS (
 guarded AS (
     -- Most false matches are parents and siblings, above all twins. Where birth dates
     -- agree and no identifier does, hold the pair back when
-    --   the forenames are more than a slip apart (a sibling born the same day), or
-    --   neither forename nor surname agrees outright, or
-    --   the birth date belongs to a known twin pair (identity.twin_birth) and the names
-    --   do not tell the twins apart: first names must agree, middle names must not
-    --   differ, and where the twins share a first name both middle names are needed.
-    -- And never let a record the source calls a child's join one it calls an adult's.
+    --   the forenames are more than a slip apart (another child born that day), or
+    --   neither forename nor surname agrees outright,
+    -- if the birth date belongs to children the records show to be twins
+    -- (identity.twin_birth), or if this data's shown twins make unshown ones likely
+    -- (identity.twin_share; then a name one keystroke off, a letter wrong, missing,
+    -- extra or two swapped, still counts as a typing slip); and, at a shown twin's birth
+    -- date, when the names do not tell the twins apart: first names must agree, middle
+    -- names must not differ, and where the twins share a first name both middle names
+    -- are needed. A pair whose forename and surname are each other's swapped (give or
+    -- take a keystroke) is not held back: twins share a surname. Needs the variable unshown_twins_likely.
+    -- And never let a record the source calls a child's join one it calls an adult's, nor
+    -- two children one MASH contact names (record_id contact_id:child_seq): a contact
+    -- lists each child once, and the children it lists are siblings, often twins.
     SELECT s.*,
         CASE
         WHEN l.role <> r.role THEN 'a child''s record and an adult''s record'
+        WHEN l.system = 'mash' AND r.system = 'mash' AND l.table_name = 'contacts' AND r.table_name = 'contacts'
+             AND regexp_replace(l.record_id, ':[^:]*$', '') = regexp_replace(r.record_id, ':[^:]*$', '')
+        THEN 'two children named on one MASH contact'
         WHEN (l.dob = r.dob OR l.dob = r.dob_swapped OR l.dob_swapped = r.dob)
              AND NOT coalesce(l.nhs_number = r.nhs_number, false)
              AND NOT coalesce(l.upn = r.upn, false)
+             -- names swapped (each at most a keystroke off the other's)
+             AND NOT coalesce(damerau_levenshtein(l.forename, r.surname) <= 1
+                              AND damerau_levenshtein(l.surname, r.forename) <= 1, false)
+             AND (t.dob IS NOT NULL OR getvariable('unshown_twins_likely'))
         THEN CASE
             WHEN coalesce(jaro_winkler_similarity(l.forename, r.forename) < 0.92
-                          AND len(list_intersect(l.forename_group, r.forename_group)) = 0, true)
+                          AND len(list_intersect(l.forename_group, r.forename_group)) = 0
+                          AND NOT (t.dob IS NULL AND damerau_levenshtein(l.forename, r.forename) <= 1), true)
             THEN 'same birth date but different forenames'
-            WHEN NOT coalesce(l.forename = r.forename OR len(list_intersect(l.forename_group, r.forename_group)) > 0, false)
-                 AND NOT coalesce(l.surname = r.surname OR l.surname = r.alt_surname OR l.alt_surname = r.surname, false)
+            WHEN NOT coalesce(l.forename = r.forename OR len(list_intersect(l.forename_group, r.forename_group)) > 0
+                              OR (t.dob IS NULL AND damerau_levenshtein(l.forename, r.forename) <= 1), false)
+                 AND NOT coalesce(l.surname = r.surname OR l.surname = r.alt_surname OR l.alt_surname = r.surname
+                                  OR (t.dob IS NULL AND damerau_levenshtein(l.surname, r.surname) <= 1), false)
             THEN 'same birth date but neither forename nor surname agrees'
             WHEN t.dob IS NOT NULL AND (
                  NOT coalesce(l.forename = r.forename OR len(list_intersect(l.forename_group, r.forename_group)) > 0, false)

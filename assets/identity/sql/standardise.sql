@@ -9,6 +9,9 @@
 -- a form that kept one half still agrees.
 -- Birth dates: dob_swapped is the date with day and month exchanged, where that is a date
 -- and differs, because 02/05 typed as 05/02 is the commonest date error.
+-- Postcodes: a UK postcode is validated and split into sector and district; a code of 4 to 6
+-- digits (the form most other countries use: a person table from elsewhere) is kept as
+-- given, with no sector or district; anything else, placeholders included, is no postcode.
 -- Identifiers: an NHS number failing modulus 11 or a UPN failing its check letter is
 -- kept only as a flag (nhs_number_invalid, upn_invalid), never as a link key.
 CREATE OR REPLACE MACRO name_folded(v) AS nullif(trim(regexp_replace(regexp_replace(
@@ -84,7 +87,9 @@ SELECT
     year(dob) AS birth_year,
     sex,
     CASE WHEN folded_postcode_is_wellformed(postcode_f) AND NOT folded_postcode_is_placeholder(postcode_f)
-         THEN left(postcode_f, length(postcode_f) - 3) || ' ' || right(postcode_f, 3) END AS postcode,
+         THEN left(postcode_f, length(postcode_f) - 3) || ' ' || right(postcode_f, 3)
+         WHEN regexp_full_match(postcode_f, '[0-9]{4,6}') AND NOT folded_postcode_is_placeholder(postcode_f)
+         THEN postcode_f END AS postcode,
     CASE WHEN folded_postcode_is_wellformed(postcode_f) AND NOT folded_postcode_is_placeholder(postcode_f)
          THEN left(postcode_f, length(postcode_f) - 3) || ' ' || left(right(postcode_f, 3), 1) END AS postcode_sector,
     CASE WHEN folded_postcode_is_wellformed(postcode_f) AND NOT folded_postcode_is_placeholder(postcode_f)

@@ -1,6 +1,9 @@
--- identity.twin_birth: (birth date, surname or postcode) where one system shows two or
--- more different children — records with different NHS numbers, or pupils with
--- different UPNs (a pupil's former UPN counts as the same child). Twins share a birth
+-- identity.twin_birth: (birth date, surname or postcode) where the records show two or
+-- more different children born that day: in one system, records with different NHS
+-- numbers, or pupils with different UPNs (a pupil's former UPN counts as the same child);
+-- or, where no identifier tells, two forenames (not a slip or a nickname of one another)
+-- each recorded at least twice, since a mistyped name is seldom typed the same way twice
+-- while each twin's own name recurs in every record of them. Twins share a birth
 -- date, a surname and an address, and parents give them names a typo could turn into
 -- each other (Jayden/Jaden); some share a first name and differ only in the middle one.
 -- shared_forenames lists first names two of the children there both carry.
@@ -25,9 +28,24 @@ keyed AS (
     SELECT table_name, dob, 'postcode', postcode, forename, child_id
     FROM children WHERE postcode IS NOT NULL
 ),
+named AS (
+    SELECT dob, key_kind, key_value, forename, flatten(list(forename_group)) AS forename_group
+    FROM (SELECT dob, 'surname' AS key_kind, surname AS key_value, forename, forename_group
+          FROM identity.standardised_record WHERE surname IS NOT NULL
+          UNION ALL
+          SELECT dob, 'postcode', postcode, forename, forename_group
+          FROM identity.standardised_record WHERE postcode IS NOT NULL)
+    WHERE dob IS NOT NULL AND forename IS NOT NULL AND ${dobs}
+    GROUP BY ALL HAVING count(*) >= 2
+),
 twins AS (
     SELECT DISTINCT dob, key_kind, key_value FROM keyed
     GROUP BY table_name, dob, key_kind, key_value HAVING count(DISTINCT child_id) > 1
+    UNION
+    SELECT DISTINCT a.dob, a.key_kind, a.key_value
+    FROM named a JOIN named b USING (dob, key_kind, key_value)
+    WHERE a.forename < b.forename AND jaro_winkler_similarity(a.forename, b.forename) < 0.92
+      AND NOT list_has_any(a.forename_group, b.forename_group)
 ),
 shared AS (
     SELECT DISTINCT dob, key_kind, key_value, forename FROM keyed
