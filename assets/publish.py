@@ -121,6 +121,8 @@ RULES: list[tuple[str, str, str]] = [
     ("features.*.*", KEEP, "features, labels and the model's evaluation: ages, counts, flags, codes and "
                            "scores (person and family keys are hashed above; no names, dates of birth or addresses)"),
     ("docs.*.*", KEEP, "the data dictionary"),
+    # a failing check's sample names the rows at fault by their keys: restricted
+    ("audit.check_result.sample", DROP, "keys of the rows a failing check names"),
     ("audit.*.*", KEEP, "run and check records"),
     # the model: an allow-list of non-identifying kinds of column
     ("model.ref_*.*", KEEP, "reference code lists"),

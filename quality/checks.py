@@ -270,9 +270,11 @@ def model_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
             continue
         checked += 1
         cols = ", ".join(f'"{c}"' for c in key)
-        repeated = con.sql(f"SELECT count(*) FROM (SELECT {cols} FROM {table} GROUP BY ALL HAVING count(*) > 1)").fetchall()[0][0]
+        repeats = f"SELECT {cols} FROM {table} GROUP BY ALL HAVING count(*) > 1"
+        repeated = con.sql(f"SELECT count(*) FROM ({repeats})").fetchall()[0][0]
         if repeated:
-            problems.append({"table": table, "problem": f"{repeated} repeated key(s) at grain {key}"})
+            sample = [dict(zip(key, map(str, row))) for row in con.sql(f"{repeats} ORDER BY ALL LIMIT 10").fetchall()]
+            problems.append({"table": table, "problem": f"{repeated} repeated key(s) at grain {key}", "sample": sample})
     facts = con.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = 'model' "
                     "AND table_name LIKE 'fact_%' ORDER BY 1").fetchall()
     for (fact,) in facts:
@@ -281,52 +283,67 @@ def model_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
             if key not in columns:
                 problems.append({"table": f"model.{fact}", "problem": f"no {key} column"})
                 continue
-            orphans = con.sql(f"SELECT count(*) FROM model.{fact} f WHERE f.{key} IS NOT NULL AND NOT EXISTS "
-                              f"(SELECT 1 FROM model.{dim} d WHERE d.{key} = f.{key})").fetchall()[0][0]
+            unknown = (f"SELECT DISTINCT f.{key} FROM model.{fact} f WHERE f.{key} IS NOT NULL AND NOT EXISTS "
+                       f"(SELECT 1 FROM model.{dim} d WHERE d.{key} = f.{key})")
+            orphans = con.sql(f"SELECT count(*) FROM model.{fact} f WHERE f.{key} IN ({unknown})").fetchall()[0][0]
             if orphans:
-                problems.append({"table": f"model.{fact}", "problem": f"{orphans} {key}(s) not in model.{dim}"})
+                sample = [k for (k,) in con.sql(f"{unknown} ORDER BY 1 LIMIT 10").fetchall()]
+                problems.append({"table": f"model.{fact}", "problem": f"{orphans} {key}(s) not in model.{dim}",
+                                 "sample": {key: sample}})
     return Outcome(passed=not problems, observed={"tables_checked": checked, "facts": len(facts),
                                                   "problems": len(problems)},
                    expected="unique at grain; every person_key and family_key known", failing_rows=len(problems),
                    sample=problems)
 
 
-def features_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
+def features_integrity(con: duckdb.DuckDBPyConnection, sample_size: int = 10) -> Outcome:
     """features.child_month is unique per (person_key, as_of), holds every month-end of its
-    window, covers on the last one every person aged 0-17 the identity tables know, and has
-    exactly one label row per row."""
+    window, covers on the last one every child of features.child_population (the one
+    definition of who it covers) aged 0-17 and known by then, and has exactly one label
+    row per row. A failure names a sample of the rows at fault."""
     problems = []
-    for table in ("features.child_month", "features.child_month_label", "features.window"):
+    for table in ("features.child_month", "features.child_month_label", "features.window",
+                  "features.child_population"):
         if not _table_exists(con, table):
             problems.append({"table": table, "problem": "missing"})
     if problems:
         return Outcome(passed=False, observed={"problems": len(problems)}, expected="the features tables exist",
                        failing_rows=len(problems), sample=problems)
-    repeated, rows, months, expected_months, uncovered, unlabelled = con.sql("""
-        WITH w AS (SELECT * FROM features.window)
-        SELECT (SELECT count(*) FROM (SELECT 1 FROM features.child_month GROUP BY person_key, as_of
-                                      HAVING count(*) > 1)),
-               (SELECT count(*) FROM features.child_month),
-               (SELECT count(DISTINCT as_of) FROM features.child_month),
-               (SELECT date_diff('month', first_as_of, last_as_of) + 1 FROM w),
-               (SELECT count(*) FROM identity.person p, w
-                WHERE p.dob <= w.last_as_of AND w.last_as_of < p.dob + INTERVAL 18 YEAR
-                  AND NOT EXISTS (SELECT 1 FROM features.child_month c
-                                  WHERE c.person_key = p.person_key AND c.as_of = w.last_as_of)),
-               (SELECT count(*) FROM features.child_month c ANTI JOIN features.child_month_label l
-                USING (person_key, as_of))
-    """).fetchall()[0]
-    labels = con.sql("SELECT count(*) FROM features.child_month_label").fetchall()[0][0]
-    for bad, problem in ((repeated, f"{repeated} repeated (person_key, as_of)"),
-                         (months != expected_months, f"{months} of {expected_months} month-ends present"),
-                         (uncovered, f"{uncovered} children aged 0-17 on the last month-end have no row"),
-                         (unlabelled or labels != rows, f"{unlabelled} rows without a label; {labels} labels "
-                                                        f"for {rows} rows")):
-        if bad:
-            problems.append({"table": "features.child_month", "problem": problem})
+    rows, months, expected_months = con.sql("""
+        SELECT (SELECT count(*) FROM features.child_month), (SELECT count(DISTINCT as_of) FROM features.child_month),
+               (SELECT date_diff('month', first_as_of, last_as_of) + 1 FROM features.window)""").fetchall()[0]
+    findings = {
+        "repeated (person_key, as_of)": """
+            SELECT person_key, as_of::VARCHAR FROM features.child_month GROUP BY ALL HAVING count(*) > 1""",
+        "children of features.child_population aged 0-17 and known on the last month-end without a row": """
+            SELECT p.person_key, w.last_as_of::VARCHAR FROM features.child_population p, features.window w
+            WHERE p.known_since <= w.last_as_of AND p.dob <= w.last_as_of AND w.last_as_of < p.dob + INTERVAL 18 YEAR
+              AND NOT EXISTS (SELECT 1 FROM features.child_month c
+                              WHERE c.person_key = p.person_key AND c.as_of = w.last_as_of)""",
+        "rows of children outside features.child_population": """
+            SELECT c.person_key, c.as_of::VARCHAR FROM features.child_month c
+            ANTI JOIN features.child_population p USING (person_key)""",
+        "rows without a label": """
+            SELECT person_key, as_of::VARCHAR FROM features.child_month ANTI JOIN features.child_month_label
+            USING (person_key, as_of)""",
+        "labels without a row": """
+            SELECT person_key, as_of::VARCHAR FROM features.child_month_label ANTI JOIN features.child_month
+            USING (person_key, as_of)""",
+    }
+    failing = 0
+    for problem, query in findings.items():
+        count = con.sql(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
+        if count:
+            failing += count
+            keys = con.sql(f"SELECT * FROM ({query}) ORDER BY 1, 2 LIMIT {sample_size}").fetchall()
+            problems.append({"table": "features.child_month", "problem": f"{count} {problem}",
+                             "sample": [{"person_key": k, "as_of": a} for k, a in keys]})
+    if months != expected_months:
+        problems.append({"table": "features.child_month", "problem": f"{months} of {expected_months} month-ends present"})
+        failing += 1
     return Outcome(passed=not problems, observed={"rows": rows, "month_ends": months, "problems": len(problems)},
-                   expected="unique per child and month-end; every month-end; every child on the last; one label "
-                            "per row", failing_rows=len(problems), sample=problems)
+                   expected="unique per child and month-end; every month-end; every child of features.child_population "
+                            "known and aged 0-17 on the last; one label per row", failing_rows=failing, sample=problems)
 
 
 # The same total counted two ways: a mart against the model it summarises.

@@ -23,7 +23,7 @@ SQL_FILES = ("known.sql", "events.sql", "child_values.sql", "family_month.sql", 
 KNOWLEDGE_RULES = ("backload_as_claimed", "strict")
 # Twelve-month look-backs need a year of history before the first month-end.
 LOOKBACK_MONTHS = 12
-TABLES = ("child_month", "child_month_label", "family_month", "feature_definition", "window")
+TABLES = ("child_month", "child_month_label", "child_population", "family_month", "feature_definition", "window")
 
 
 def month_end(day: date) -> date:

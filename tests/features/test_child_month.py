@@ -73,7 +73,11 @@ MASH = [  # contact_id, child_seq, received_at, rag, rated_at, concerns, extract
 RECORDS = [("education", "pupils", "E1", "P1"), ("health", "Patient", "H1", "P1"),
            ("social_care", "ssd_person", "S1", "P1"), ("social_care", "ssd_person", "S2", "P2"),
            ("early_help", "FAMILY_MEMBERS", "EH1", "P1"), ("mash", "contacts", "C1:1", "P1"),
-           ("mash", "contacts", "C2:1", "P1"), ("mash", "contacts", "C3:1", "P1")]
+           ("mash", "contacts", "C2:1", "P1"), ("mash", "contacts", "C3:1", "P1"),
+           ("health", "Patient", "H4", "P4")]
+# Cal (P4) is known only from a health record first delivered on 15 May 2025: no address,
+# no event, no school. He is still a child the warehouse knows, from that delivery on.
+FIRST_DELIVERED = {"C3:1": date(2025, 6, 21), "H4": date(2025, 5, 15)}
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +101,15 @@ def features(tmp_path_factory) -> duckdb.DuckDBPyConnection:
     con.execute("CREATE TABLE identity.person_record (system VARCHAR, table_name VARCHAR, record_id VARCHAR, "
                 "person_key VARCHAR)")
     con.executemany("INSERT INTO identity.person_record VALUES (?, ?, ?, ?)", RECORDS)
+    con.execute("CREATE TABLE identity.source_person (system VARCHAR, table_name VARCHAR, record_id VARCHAR, "
+                "first_delivered DATE)")
+    con.executemany("INSERT INTO identity.source_person VALUES (?, ?, ?, ?)",
+                    [(s, t, r, FIRST_DELIVERED.get(r, GO_LIVE)) for s, t, r, _ in RECORDS])
     con.execute("""CREATE TABLE identity.person AS SELECT * FROM (VALUES
-        ('P1', DATE '2015-05-10', 'F'), ('P2', DATE '2012-01-01', 'M'), ('P3', DATE '1985-03-03', 'F'))
+        ('P1', DATE '2015-05-10', 'F'), ('P2', DATE '2012-01-01', 'M'), ('P3', DATE '1985-03-03', 'F'),
+        ('P4', DATE '2020-02-02', 'M'))
         t(person_key, dob, sex)""")
+
     con.execute("""CREATE TABLE identity.household AS SELECT * FROM (VALUES
         ('P1', 'H-a', 'AB1 1AA', DATE '2015-05-10', DATE '2025-04-30'),
         ('P1', 'H-b', 'AB2 2BB', DATE '2025-05-01', NULL::DATE),
@@ -110,7 +120,7 @@ def features(tmp_path_factory) -> duckdb.DuckDBPyConnection:
         ('FAM1', 'P1', DATE '2015-05-10', NULL::DATE), ('FAM1', 'P2', DATE '2012-01-01', NULL::DATE),
         ('FAM1', 'P3', DATE '2012-01-01', NULL::DATE)) t(family_key, person_key, valid_from, valid_to)""")
     con.execute("""CREATE TABLE model.dim_person AS SELECT * FROM (VALUES
-        ('P1', 'Mixed'), ('P2', 'Mixed'), ('P3', 'White')) t(person_key, ethnicity_group)""")
+        ('P1', 'Mixed'), ('P2', 'Mixed'), ('P3', 'White'), ('P4', 'White')) t(person_key, ethnicity_group)""")
     con.execute("CREATE TABLE model.fact_assessment AS SELECT 'P1' AS person_key, DATE '2025-04-12' AS start_date")
     con.execute("CREATE TABLE model.fact_cp_plan AS SELECT 'P1' AS person_key, DATE '2025-05-20' AS start_date")
     con.execute("CREATE TABLE model.fact_cla_episode AS SELECT 'P2' AS person_key, DATE '2025-01-10' AS start_date")
@@ -128,7 +138,22 @@ def row(con, person: str, as_of: date) -> dict:
 
 def test_only_children_get_rows_and_every_month_is_there(features):
     got = features.execute("SELECT person_key, count(*) FROM features.child_month GROUP BY 1 ORDER BY 1").fetchall()
-    assert got == [("P1", 5), ("P2", 5)]  # the mother is an adult
+    assert got == [("P1", 5), ("P2", 5), ("P4", 3)]  # the mother is an adult; Cal from May
+
+
+def test_a_child_known_only_from_a_record_with_no_address_has_a_row_from_its_delivery(features):
+    """One population, one definition: features.child_population says who is covered and
+    since when, and a child with no address still has rows, with no district."""
+    assert features.execute("SELECT known_since FROM features.child_population WHERE person_key = 'P4'"
+                            ).fetchall() == [(date(2025, 5, 15),)]
+    cal = row(features, "P4", date(2025, 5, 31))
+    assert (cal["age_years"], cal["district"], cal["imd_decile"], cal["resident_at_as_of"]) == (5, None, None, False)
+    assert cal["family_size"] == 1 and cal["mash_contacts_12m"] in (0, None)
+    assert not features.execute("SELECT 1 FROM features.child_month WHERE person_key = 'P4' "
+                                "AND as_of = DATE '2025-04-30'").fetchall()
+    from quality.checks import features_integrity
+
+    assert features_integrity(features).passed
 
 
 def test_amy_at_the_end_of_march(features):
@@ -188,3 +213,21 @@ def test_labels_look_forward_and_say_whether_the_horizon_has_passed(features):
     assert labels[("P1", date(2025, 4, 30))] == (True, True, "cp_plan", False)
     assert labels[("P1", date(2025, 5, 31))] == (False, False, None, False)
     assert labels[("P2", date(2025, 3, 31))] == (False, False, None, False)  # CLA began before
+
+
+def test_the_integrity_check_names_a_child_of_the_population_left_without_a_row(features):
+    """The check reads the same population, so it passes on a whole build; take one
+    child's last row away and it fails, naming that child and month-end."""
+    from quality.checks import features_integrity
+
+    features.execute("BEGIN")
+    try:
+        features.execute("DELETE FROM features.child_month WHERE person_key = 'P4' AND as_of = DATE '2025-07-31'")
+        features.execute("DELETE FROM features.child_month_label WHERE person_key = 'P4' AND as_of = DATE '2025-07-31'")
+        outcome = features_integrity(features)
+    finally:
+        features.execute("ROLLBACK")
+    assert not outcome.passed
+    [problem] = outcome.sample
+    assert problem["problem"].startswith("1 children of features.child_population")
+    assert problem["sample"] == [{"person_key": "P4", "as_of": "2025-07-31"}]

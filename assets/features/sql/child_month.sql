@@ -1,6 +1,7 @@
 -- features.child_month: what the warehouse knew about each child at each month-end.
--- Grain: (person_key, as_of). One row for every child known to any system by as_of: aged
--- 0-17 on as_of, with a residence, an event or a school attendance record known by then.
+-- Grain: (person_key, as_of). One row for every child known to any system by as_of and
+-- aged 0-17 on it (features.child_population, child_values.sql, defines who and since when;
+-- a child without an address has NULL district and deprivation).
 -- Every value uses only records known at as_of (known.sql): nothing delivered later, no
 -- event claimed later, no end, rating or decision dated later. "12m" means the twelve
 -- months ending on as_of.

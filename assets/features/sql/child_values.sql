@@ -1,6 +1,7 @@
 -- Each child's values at each month-end, before the family is added (TEMP tables; see
 -- child_month.sql for what they mean and known.sql for what "known" means).
 -- _feat_known: events known at each as_of. Grain: (as_of, person_key, kind, record_id).
+-- features.child_population: the children child_month covers. Grain: person_key.
 -- _feat_cohort: children known to any system by as_of, with their age. Grain: (person_key, as_of).
 -- _feat_child_month: every child_month value but the family's. Grain: (person_key, as_of).
 
@@ -25,20 +26,35 @@ SELECT h.person_key, h.household_key, h.postcode, h.valid_from,
 FROM identity.household h, (SELECT min(go_live) AS go_live FROM _feat_go_live) g
 WHERE h.valid_from IS NOT NULL;
 
-CREATE OR REPLACE TEMP TABLE _feat_cohort AS
+-- features.child_population: the children features.child_month covers, defined here once
+-- (the features integrity check reads it). Grain: person_key. Every person identity knows
+-- with a birth date, and known_since: the first day the warehouse knew of them, the
+-- earliest of the delivery of any of their records (a child with no address, event or
+-- school record is still a child) and the known dates of their events, residences and
+-- attendance (under backload_as_claimed, the dates a go-live record claims). child_month
+-- has a row for each month-end D with known_since <= D on which the child is aged 0-17.
+CREATE OR REPLACE TABLE features.child_population AS
 WITH known_by AS (
     SELECT person_key, min(greatest(claimed, seen_from)) AS since FROM _feat_event GROUP BY ALL
     UNION ALL
     SELECT person_key, min(greatest(valid_from, seen_from)) FROM _feat_residence GROUP BY ALL
     UNION ALL
     SELECT person_key, min(greatest(claimed, seen_from)) FROM _feat_attendance GROUP BY ALL
-), first_known AS (SELECT person_key, min(since) AS since FROM known_by GROUP BY ALL)
+    UNION ALL
+    SELECT p.person_key, min(s.first_delivered) FROM identity.source_person s
+    JOIN _feat_person_of p USING (system, table_name, record_id) GROUP BY ALL
+)
+SELECT c.person_key, c.dob, min(k.since) AS known_since
+FROM _feat_child c JOIN known_by k USING (person_key)
+GROUP BY ALL;
+
+CREATE OR REPLACE TEMP TABLE _feat_cohort AS
 SELECT c.person_key, d.as_of, c.dob, c.sex,
        CAST(date_diff('year', c.dob, d.as_of)
             - CASE WHEN strftime(d.as_of, '%m%d') < strftime(c.dob, '%m%d') THEN 1 ELSE 0 END AS INTEGER) AS age_years
 FROM _feat_child c
-JOIN first_known k USING (person_key)
-JOIN _feat_as_of d ON k.since <= d.as_of AND c.dob <= d.as_of AND d.as_of < c.dob + INTERVAL 18 YEAR;
+JOIN features.child_population k USING (person_key)
+JOIN _feat_as_of d ON k.known_since <= d.as_of AND c.dob <= d.as_of AND d.as_of < c.dob + INTERVAL 18 YEAR;
 
 -- Counted per kind first, then turned into columns: one pass over the known events.
 CREATE OR REPLACE TEMP TABLE _feat_activity AS
