@@ -77,6 +77,8 @@ def build_features(con: duckdb.DuckDBPyConnection, knowledge_rule: str = "backlo
               "backload_as_claimed": "true" if knowledge_rule == "backload_as_claimed" else "false"}
     with transaction(con):
         con.execute("CREATE SCHEMA IF NOT EXISTS features")
+        # the one definition of ethnicity versions, shared with model.dim_person
+        con.execute(warehouse_sql_text("ethnicity_version.sql"))
         for name in SQL_FILES:
             try:
                 con.execute(sql_text(name, params))

@@ -16,29 +16,9 @@
 --                    birth date is unknown, whether any system records them as a child
 CREATE OR REPLACE TABLE model.dim_person AS
 WITH ethnicity_record AS (
-    SELECT 'education' AS system, 'pupils' AS table_name, ONEPupilID AS record_id, valid_from,
-           'cbds' AS scheme, upper(trim(Ethnicity)) AS value, 1 AS trust
-    FROM history.education__pupils
-    QUALIFY row_number() OVER (PARTITION BY ONEPupilID ORDER BY valid_from DESC) = 1
-    UNION ALL
-    SELECT 'social_care', 'ssd_person', pers_person_id, valid_from,
-           'cbds', upper(trim(pers_ethnicity)), 2
-    FROM history.social_care__ssd_person
-    QUALIFY row_number() OVER (PARTITION BY pers_person_id ORDER BY valid_from DESC) = 1
-    UNION ALL
-    SELECT 'health', 'Patient', patient_id, valid_from,
-           'nhs', upper(trim(ethnic_category)), 3
-    FROM history.health__patients
-    QUALIFY row_number() OVER (PARTITION BY patient_id ORDER BY valid_from DESC) = 1
-    UNION ALL
-    -- early help writes a CBDS code or free text: a value that is a code is read as one
-    SELECT 'early_help', 'FAMILY_MEMBERS', PERSON_ID, valid_from,
-           CASE WHEN upper(trim(ETHNICITY)) IN (SELECT value FROM model.ref_ethnicity WHERE scheme = 'cbds')
-                THEN 'cbds' ELSE 'text' END,
-           CASE WHEN upper(trim(ETHNICITY)) IN (SELECT value FROM model.ref_ethnicity WHERE scheme = 'cbds')
-                THEN upper(trim(ETHNICITY)) ELSE lower(regexp_replace(trim(ETHNICITY), '\s+', ' ', 'g')) END, 4
-    FROM history.early_help__family_members
-    QUALIFY row_number() OVER (PARTITION BY PERSON_ID ORDER BY valid_from DESC, FROM_DATE DESC NULLS LAST) = 1
+    -- each record's ethnicity as its system last delivered it (ethnicity_version.sql)
+    SELECT * FROM _ethnicity_version
+    QUALIFY row_number() OVER (PARTITION BY system, table_name, record_id ORDER BY valid_from DESC) = 1
 ),
 ethnicity AS (
     SELECT rp.person_key,

@@ -25,6 +25,7 @@ SQL_FILES: tuple[str, ...] = (
     "prepare.sql",
     "dim_date.sql",
     "dim_school.sql",
+    "ethnicity_version.sql",
     "dim_person.sql",
     "dim_family.sql",
     "dim_team.sql",

@@ -19,12 +19,14 @@ GO_LIVE, LATER = date(2025, 6, 1), date(2025, 7, 1)
 # table -> (columns with types, rows); valid_from/valid_to/is_deleted are added to history
 # tables: rows are delivered at go-live unless they give their own.
 HISTORY = {
-    "education__pupils": ("ONEPupilID VARCHAR", [("E1",)]),
-    "health__patients": ("patient_id VARCHAR", [("H1",)]),
-    "social_care__ssd_person": ("pers_person_id VARCHAR", [("S1",), ("S2",)]),
+    # Sam's school records him as mixed White and Black Caribbean, then from 1 July as
+    # White British (a correction delivered then: the first version is held until it)
+    "education__pupils": ("ONEPupilID VARCHAR, Ethnicity VARCHAR", [("E1", "MWBC"), ("E1", "WBRI", LATER)]),
+    "health__patients": ("patient_id VARCHAR, ethnic_category VARCHAR", [("H1", "D")]),
+    "social_care__ssd_person": ("pers_person_id VARCHAR, pers_ethnicity VARCHAR", [("S1", "MWBC"), ("S2", "MWBC")]),
     "early_help__family_members": (
-        "FAMILY_ID VARCHAR, PERSON_ID VARCHAR, ROLE VARCHAR, FROM_DATE DATE, TO_DATE DATE",
-        [("F9", "EH1", "CHILD", date(2024, 9, 1), None)]),
+        "FAMILY_ID VARCHAR, PERSON_ID VARCHAR, ROLE VARCHAR, FROM_DATE DATE, TO_DATE DATE, ETHNICITY VARCHAR",
+        [("F9", "EH1", "CHILD", date(2024, 9, 1), None, "MWBC")]),
     "early_help__episodes": ("EPISODE_ID VARCHAR, FAMILY_ID VARCHAR, START_DATE DATE, END_DATE DATE",
                              [("EP1", "F9", date(2024, 10, 1), date(2025, 2, 28))]),
     "early_help__assessments": ("ASSESSMENT_ID VARCHAR, FAMILY_ID VARCHAR, COMPLETED_DATE DATE, NEEDS VARCHAR",
@@ -93,6 +95,7 @@ def features(tmp_path_factory) -> duckdb.DuckDBPyConnection:
             delivered = row[width] if len(row) > width else GO_LIVE
             con.execute(f"INSERT INTO history.{table} VALUES ({', '.join('?' * (width + 3))})",
                         [*row[:width], delivered, None, False])
+    con.execute("UPDATE history.education__pupils SET valid_to = ? WHERE valid_from = ?", [LATER, GO_LIVE])
     con.execute("""CREATE TABLE history.mash__contacts (contact_id VARCHAR, child_seq VARCHAR,
         received_at TIMESTAMPTZ, rag VARCHAR, rated_at TIMESTAMPTZ, concerns VARCHAR, extract_date DATE,
         valid_from TIMESTAMPTZ)""")
@@ -119,8 +122,9 @@ def features(tmp_path_factory) -> duckdb.DuckDBPyConnection:
     con.execute("""CREATE TABLE identity.family_member AS SELECT * FROM (VALUES
         ('FAM1', 'P1', DATE '2015-05-10', NULL::DATE), ('FAM1', 'P2', DATE '2012-01-01', NULL::DATE),
         ('FAM1', 'P3', DATE '2012-01-01', NULL::DATE)) t(family_key, person_key, valid_from, valid_to)""")
-    con.execute("""CREATE TABLE model.dim_person AS SELECT * FROM (VALUES
-        ('P1', 'Mixed'), ('P2', 'Mixed'), ('P3', 'White'), ('P4', 'White')) t(person_key, ethnicity_group)""")
+    con.execute("""CREATE TABLE model.ref_ethnicity AS SELECT * FROM (VALUES
+        ('cbds', 'MWBC', 'MWBC', 'Mixed', true), ('cbds', 'WBRI', 'WBRI', 'White', true),
+        ('nhs', 'D', 'MWBC', 'Mixed', true)) t(scheme, value, ethnicity_code, ethnicity_group, is_known)""")
     con.execute("CREATE TABLE model.fact_assessment AS SELECT 'P1' AS person_key, DATE '2025-04-12' AS start_date")
     con.execute("CREATE TABLE model.fact_cp_plan AS SELECT 'P1' AS person_key, DATE '2025-05-20' AS start_date")
     con.execute("CREATE TABLE model.fact_cla_episode AS SELECT 'P2' AS person_key, DATE '2025-01-10' AS start_date")
@@ -231,3 +235,10 @@ def test_the_integrity_check_names_a_child_of_the_population_left_without_a_row(
     [problem] = outcome.sample
     assert problem["problem"].startswith("1 children of features.child_population")
     assert problem["sample"] == [{"person_key": "P4", "as_of": "2025-07-31"}]
+
+
+def test_ethnicity_is_what_was_held_at_the_month_end(features):
+    """A correction delivered on 1 July changes July, not the months before it."""
+    assert row(features, "P1", date(2025, 6, 30))["ethnicity_group"] == "Mixed"
+    assert row(features, "P1", date(2025, 7, 31))["ethnicity_group"] == "White"
+    assert row(features, "P4", date(2025, 5, 31))["ethnicity_group"] == "Not known"

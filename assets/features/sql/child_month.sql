@@ -10,8 +10,9 @@
 --   as_of                          the month-end the row describes
 --   age_years                      completed years on as_of
 --   age_band                       0-4, 5-10, 11-15 or 16-17
---   sex                            M, F or U (model.dim_person)
---   ethnicity_group                harmonised ethnicity group (model.dim_person)
+--   sex                            M, F or U (identity.person)
+--   ethnicity_group                harmonised ethnicity group as held at as_of: each record's newest
+--                                  version delivered by then, ranked as model.dim_person ranks them
 --   district                       district team of the residence held on as_of (NULL if none known)
 --   imd_decile                     deprivation decile (1 most deprived) of the postcode of the
 --                                  residence held on as_of

@@ -56,6 +56,30 @@ FROM _feat_child c
 JOIN features.child_population k USING (person_key)
 JOIN _feat_as_of d ON k.known_since <= d.as_of AND c.dob <= d.as_of AND d.as_of < c.dob + INTERVAL 18 YEAR;
 
+-- Each child's ethnicity at each month-end, ranked as model.dim_person ranks a record's
+-- values (ethnicity_version.sql) but over each record's newest version delivered by then:
+-- a later correction or a later record does not rewrite the past.
+CREATE OR REPLACE TEMP TABLE _feat_ethnicity AS
+WITH version AS (
+    SELECT p.person_key, e.system, e.record_id, e.valid_from, e.valid_to, e.trust, m.ethnicity_group, m.is_known,
+           -- known from its delivery, and not before the date it claims to begin
+           greatest(feat_seen_from(e.valid_from, g.go_live), coalesce(e.claimed_from, '-infinity'::DATE)) AS seen_from
+    FROM _ethnicity_version e
+    JOIN _feat_person_of p USING (system, table_name, record_id)
+    JOIN _feat_go_live g USING (system)
+    JOIN model.ref_ethnicity m ON m.scheme = e.scheme AND m.value = e.value
+    SEMI JOIN features.child_population c ON c.person_key = p.person_key
+),
+newest AS (
+    SELECT d.as_of, v.*
+    FROM version v JOIN _feat_as_of d ON v.seen_from <= d.as_of
+    QUALIFY row_number() OVER (PARTITION BY d.as_of, v.system, v.record_id ORDER BY v.valid_from DESC) = 1
+)
+SELECT as_of, person_key,
+       arg_min(ethnicity_group, (NOT is_known, trust, coalesce(valid_to <= as_of, false), -epoch(valid_from), record_id))
+           AS ethnicity_group
+FROM newest GROUP BY ALL;
+
 -- Counted per kind first, then turned into columns: one pass over the known events.
 CREATE OR REPLACE TEMP TABLE _feat_activity AS
 WITH per_kind AS (
@@ -168,7 +192,7 @@ CREATE OR REPLACE TEMP TABLE _feat_child_month AS
 SELECT c.person_key, f.family_key, c.as_of, c.age_years,
        CASE WHEN c.age_years < 5 THEN '0-4' WHEN c.age_years < 11 THEN '5-10'
             WHEN c.age_years < 16 THEN '11-15' ELSE '16-17' END AS age_band,
-       coalesce(c.sex, 'U') AS sex, coalesce(dp.ethnicity_group, 'Not known') AS ethnicity_group,
+       coalesce(c.sex, 'U') AS sex, coalesce(eth.ethnicity_group, 'Not known') AS ethnicity_group,
        pl.district, pl.imd_decile,
        ar.attendance_rate_2_terms,
        coalesce(1 - ar.attendance_rate_2_terms >= 0.10, false) AS persistent_absence,
@@ -211,4 +235,4 @@ LEFT JOIN _feat_family f USING (as_of, person_key)
 LEFT JOIN _feat_place pl USING (as_of, person_key)
 LEFT JOIN _feat_moves m USING (as_of, person_key)
 LEFT JOIN _feat_sen_at sen USING (as_of, person_key)
-LEFT JOIN model.dim_person dp USING (person_key);
+LEFT JOIN _feat_ethnicity eth USING (as_of, person_key);

@@ -48,19 +48,19 @@ mash AS (
     JOIN _feat_person_of p ON p.system = 'mash' AND p.record_id = v.contact_id || ':' || v.child_seq
 ),
 eh_child AS (
-    SELECT FAMILY_ID, PERSON_ID, FROM_DATE, TO_DATE
+    -- each delivered version of a child's membership, held from its drop to the next
+    SELECT FAMILY_ID, PERSON_ID, FROM_DATE, TO_DATE, valid_from, valid_to
     FROM history.early_help__family_members
-    WHERE ROLE = 'CHILD' AND NOT is_deleted
-    QUALIFY row_number() OVER (PARTITION BY FAMILY_ID, PERSON_ID ORDER BY valid_from DESC) = 1
+    WHERE ROLE = 'CHILD'
 ),
 eh_family_event AS (
     SELECT 'eh_episode' AS kind, EPISODE_ID AS record_id, FAMILY_ID, START_DATE AS claimed,
            END_DATE AS ends, NULL::VARCHAR[] AS codes, valid_from, valid_to
-    FROM history.early_help__episodes WHERE NOT is_deleted
+    FROM history.early_help__episodes
     UNION ALL
     SELECT 'sf_needs', ASSESSMENT_ID, FAMILY_ID, COMPLETED_DATE, NULL,
            string_split(NEEDS, ';'), valid_from, valid_to
-    FROM history.early_help__assessments WHERE NOT is_deleted AND COMPLETED_DATE IS NOT NULL
+    FROM history.early_help__assessments WHERE COMPLETED_DATE IS NOT NULL
 )
 -- MASH
 SELECT person_key, 'mash_contact' AS kind, contact_id || ':' || child_seq AS record_id,
@@ -80,42 +80,42 @@ SELECT p.person_key, 'csc_referral', h.cine_referral_id, feat_day(h.cine_referra
        feat_day(h.cine_close_date), NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM sc)), feat_seen_to(h.valid_to)
 FROM history.social_care__ssd_cin_episodes h JOIN sc_person p ON p.record_id = h.cine_person_id
-WHERE NOT h.is_deleted
 UNION ALL
 SELECT p.person_key, 'assessment', h.cina_assessment_id, h.cina_assessment_start_date, NULL, NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM sc)), feat_seen_to(h.valid_to)
 FROM history.social_care__ssd_cin_assessments h JOIN sc_person p ON p.record_id = h.cina_person_id
-WHERE NOT h.is_deleted
 UNION ALL
 SELECT p.person_key, 'factors', h.cina_assessment_id, h.cina_assessment_auth_date, NULL,
        CAST(h.cina_assessment_factors AS VARCHAR[]),
        feat_seen_from(h.valid_from, (SELECT go_live FROM sc)), feat_seen_to(h.valid_to)
 FROM history.social_care__ssd_cin_assessments h JOIN sc_person p ON p.record_id = h.cina_person_id
-WHERE NOT h.is_deleted AND h.cina_assessment_auth_date IS NOT NULL
+WHERE h.cina_assessment_auth_date IS NOT NULL
 UNION ALL
 SELECT p.person_key, 'cin_plan', h.cinp_cin_plan_id, h.cinp_cin_plan_start_date, h.cinp_cin_plan_end_date,
        NULL, feat_seen_from(h.valid_from, (SELECT go_live FROM sc)), feat_seen_to(h.valid_to)
 FROM history.social_care__ssd_cin_plans h JOIN sc_person p ON p.record_id = h.cinp_person_id
-WHERE NOT h.is_deleted
 UNION ALL
 SELECT p.person_key, 'cp_plan', h.cppl_cp_plan_id, h.cppl_cp_plan_start_date, h.cppl_cp_plan_end_date,
        NULL, feat_seen_from(h.valid_from, (SELECT go_live FROM sc)), feat_seen_to(h.valid_to)
 FROM history.social_care__ssd_cp_plans h JOIN sc_person p ON p.record_id = h.cppl_person_id
-WHERE NOT h.is_deleted
 UNION ALL
 SELECT p.person_key, 'cla', h.clae_cla_episode_id, h.clae_cla_episode_start_date,
        h.clae_cla_episode_ceased, NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM sc)), feat_seen_to(h.valid_to)
 FROM history.social_care__ssd_cla_episodes h JOIN sc_person p ON p.record_id = h.clae_person_id
-WHERE NOT h.is_deleted
 -- early help (family-level, to each child member)
 UNION ALL
+-- an event counts for a child while both the event's version and a version of the
+-- membership covering its date were held
 SELECT p.person_key, e.kind, e.record_id, e.claimed, e.ends, e.codes,
-       feat_seen_from(e.valid_from, (SELECT go_live FROM eh)), feat_seen_to(e.valid_to)
+       feat_seen_from(greatest(e.valid_from, c.valid_from), (SELECT go_live FROM eh)),
+       feat_seen_to(least(e.valid_to, c.valid_to))
 FROM eh_family_event e
 JOIN eh_child c ON c.FAMILY_ID = e.FAMILY_ID
                AND (c.FROM_DATE IS NULL OR c.FROM_DATE <= e.claimed)
                AND (c.TO_DATE IS NULL OR c.TO_DATE >= e.claimed)
+               AND c.valid_from < coalesce(e.valid_to, 'infinity'::DATE)
+               AND e.valid_from < coalesce(c.valid_to, 'infinity'::DATE)
 JOIN _feat_person_of p ON p.system = 'early_help' AND p.record_id = c.PERSON_ID
 -- education
 UNION ALL
@@ -123,34 +123,30 @@ SELECT p.person_key, CASE h.Category WHEN 'PERM' THEN 'permanent_exclusion' ELSE
        h.ExclusionID, h.StartDate, NULL, NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM ed)), feat_seen_to(h.valid_to)
 FROM history.education__exclusions h JOIN pupil p ON p.record_id = h.ONEPupilID
-WHERE NOT h.is_deleted AND h.Category IN ('SUSP', 'PERM')
+WHERE h.Category IN ('SUSP', 'PERM')
 UNION ALL
 SELECT p.person_key, 'home_education', h.EHEID, h.StartDate, h.EndDate, NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM ed)), feat_seen_to(h.valid_to)
 FROM history.education__ehe h JOIN pupil p ON p.record_id = h.ONEPupilID
-WHERE NOT h.is_deleted
 UNION ALL
 SELECT p.person_key, 'missing_education', h.CMEID, h.IdentifiedDate, h.ResolvedDate, NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM ed)), feat_seen_to(h.valid_to)
 FROM history.education__cme h JOIN pupil p ON p.record_id = h.ONEPupilID
-WHERE NOT h.is_deleted
 UNION ALL
 SELECT p.person_key, 'free_school_meals', h.ONEPupilID || ':' || h.FSMStartDate, h.FSMStartDate,
        h.FSMEndDate, NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM ed)), feat_seen_to(h.valid_to)
 FROM history.education__fsm h JOIN pupil p ON p.record_id = h.ONEPupilID
-WHERE NOT h.is_deleted
 -- health
 UNION ALL
 SELECT p.person_key, 'missed_health_review', h.encounter_id, h.start_date, NULL, NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM he)), feat_seen_to(h.valid_to)
 FROM history.health__encounters h JOIN patient p ON p.record_id = h.patient_id
-WHERE NOT h.is_deleted AND h.attendance_status = '3' AND h.status <> 'entered-in-error'
+WHERE h.attendance_status = '3' AND h.status <> 'entered-in-error'
 UNION ALL
 SELECT p.person_key, 'camhs_referral', h.service_request_id, h.authored_on, NULL, NULL,
        feat_seen_from(h.valid_from, (SELECT go_live FROM he)), feat_seen_to(h.valid_to)
-FROM history.health__service_requests h JOIN patient p ON p.record_id = h.patient_id
-WHERE NOT h.is_deleted;
+FROM history.health__service_requests h JOIN patient p ON p.record_id = h.patient_id;
 
 CREATE OR REPLACE TEMP TABLE _feat_attendance AS
 SELECT p.person_key, h.Term AS term,
@@ -164,12 +160,11 @@ SELECT p.person_key, h.Term AS term,
        feat_seen_to(h.valid_to) AS seen_to
 FROM history.education__attendance h
 JOIN _feat_person_of p ON p.system = 'education' AND p.record_id = h.ONEPupilID
-WHERE NOT h.is_deleted AND h.SessionsPossible > 0;
+WHERE h.SessionsPossible > 0;
 
 -- SEN provision is a state with no date of its own: it counts from its delivery only.
 CREATE OR REPLACE TEMP TABLE _feat_sen AS
 SELECT p.person_key, h.SENProvision AS sen_provision,
        CAST(h.valid_from AS DATE) AS seen_from, feat_seen_to(h.valid_to) AS seen_to
 FROM history.education__sen h
-JOIN _feat_person_of p ON p.system = 'education' AND p.record_id = h.ONEPupilID
-WHERE NOT h.is_deleted;
+JOIN _feat_person_of p ON p.system = 'education' AND p.record_id = h.ONEPupilID;
