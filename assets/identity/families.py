@@ -4,8 +4,8 @@
 below, and creates or refreshes, in the same DuckDB database:
 
 - ``identity.household`` (household_key, person_key, address_basis, uprn, postcode,
-  valid_from, valid_to, evidence, household_people, is_crowded);
-- ``identity.family_member`` (family_key, person_key, role, valid_from, valid_to, evidence);
+  valid_from, valid_to, residences, evidence, household_people, is_crowded);
+- ``identity.family_member`` (family_key, person_key, role, valid_from, valid_to, evidence, periods);
 - ``identity.family`` (family_key, first_seen_run, members, children,
   adults, current_members, valid_from, valid_to, evidence, is_flagged, flag_reason);
 - the persistent ``identity.family_registry``, ``identity.family_registry_member`` and

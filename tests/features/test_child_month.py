@@ -76,7 +76,7 @@ RECORDS = [("education", "pupils", "E1", "P1"), ("health", "Patient", "H1", "P1"
            ("social_care", "ssd_person", "S1", "P1"), ("social_care", "ssd_person", "S2", "P2"),
            ("early_help", "FAMILY_MEMBERS", "EH1", "P1"), ("mash", "contacts", "C1:1", "P1"),
            ("mash", "contacts", "C2:1", "P1"), ("mash", "contacts", "C3:1", "P1"),
-           ("health", "Patient", "H4", "P4")]
+           ("health", "Patient", "H4", "P4"), ("health", "RelatedPerson", "R3", "P3")]
 # Cal (P4) is known only from a health record first delivered on 15 May 2025: no address,
 # no event, no school. He is still a child the warehouse knows, from that delivery on.
 FIRST_DELIVERED = {"C3:1": date(2025, 6, 21), "H4": date(2025, 5, 15)}
@@ -119,9 +119,21 @@ def features(tmp_path_factory) -> duckdb.DuckDBPyConnection:
         ('P2', 'H-a', 'AB1 1AA', DATE '2012-01-01', NULL::DATE),
         ('P3', 'H-a', 'AB1 1AA', DATE '2010-01-01', NULL::DATE))
         t(person_key, household_key, postcode, valid_from, valid_to)""")
+    # each household row made of one residence, delivered at go-live, its end known then
+    con.execute("ALTER TABLE identity.household ADD COLUMN residences "
+                "STRUCT(valid_from DATE, valid_to DATE, known_from DATE, end_known_from DATE)[]")
+    con.execute("UPDATE identity.household SET residences = [{'valid_from': valid_from, 'valid_to': valid_to, "
+                "'known_from': ?, 'end_known_from': CASE WHEN valid_to IS NOT NULL THEN ? END}]", [GO_LIVE, GO_LIVE])
+    # Ben's move to AB2 2BB on 1 June was first delivered on 1 July
+    con.execute("INSERT INTO identity.household VALUES ('P2', 'H-c', 'AB2 2BB', DATE '2025-06-01', NULL, "
+                "[{'valid_from': DATE '2025-06-01', 'valid_to': NULL, 'known_from': ?, 'end_known_from': NULL}])",
+                [LATER])
     con.execute("""CREATE TABLE identity.family_member AS SELECT * FROM (VALUES
         ('FAM1', 'P1', DATE '2015-05-10', NULL::DATE), ('FAM1', 'P2', DATE '2012-01-01', NULL::DATE),
         ('FAM1', 'P3', DATE '2012-01-01', NULL::DATE)) t(family_key, person_key, valid_from, valid_to)""")
+    con.execute("ALTER TABLE identity.family_member ADD COLUMN periods STRUCT(valid_from DATE, valid_to DATE, known_from DATE)[]")
+    con.execute("UPDATE identity.family_member SET periods = [{'valid_from': valid_from, 'valid_to': valid_to, "
+                "'known_from': ?}]", [GO_LIVE])
     con.execute("""CREATE TABLE model.ref_ethnicity AS SELECT * FROM (VALUES
         ('cbds', 'MWBC', 'MWBC', 'Mixed', true), ('cbds', 'WBRI', 'WBRI', 'White', true),
         ('nhs', 'D', 'MWBC', 'Mixed', true)) t(scheme, value, ethnicity_code, ethnicity_group, is_known)""")
@@ -242,3 +254,10 @@ def test_ethnicity_is_what_was_held_at_the_month_end(features):
     assert row(features, "P1", date(2025, 6, 30))["ethnicity_group"] == "Mixed"
     assert row(features, "P1", date(2025, 7, 31))["ethnicity_group"] == "White"
     assert row(features, "P4", date(2025, 5, 31))["ethnicity_group"] == "Not known"
+
+
+def test_a_move_counts_from_the_drop_that_delivered_it(features):
+    """Ben moved on 1 June; the warehouse heard on 1 July: June still has him at home."""
+    june, july = row(features, "P2", date(2025, 6, 30)), row(features, "P2", date(2025, 7, 31))
+    assert (june["district"], june["moves_12m"]) == ("NORTH", 0)
+    assert (july["district"], july["moves_12m"]) == ("SOUTH", 1)

@@ -59,7 +59,8 @@
 --   moves_12m                      residences begun in the 12 months ending on as_of, after the
 --                                  child's first one
 --   family_sf_needs                Supporting Families headline needs of the family on as_of
---                                  (features.family_month)
+--                                  (features.family_month); a child in no known family is a
+--                                  family of one, with their own needs
 --   resident_at_as_of              a residence in the area is known to cover as_of
 --   in_model_population            resident and not open to social care: the children a prompt
 --                                  to look could help
@@ -75,9 +76,10 @@ SELECT c.person_key, c.family_key, c.as_of, c.age_years, c.age_band, c.sex, c.et
        coalesce(fm.children_on_cp_or_cla - CASE WHEN c.open_cp_or_cla THEN 1 ELSE 0 END, 0) > 0 AS sibling_cp_or_cla,
        coalesce(fm.members, 1) AS family_size,
        c.moves_12m,
-       coalesce(fm.needs_count, 0) AS family_sf_needs,
+       coalesce(u.needs_count, 0) AS family_sf_needs,
        c.resident_at_as_of,
        c.resident_at_as_of AND NOT c.open_to_social_care AS in_model_population
 FROM _feat_child_month c
 LEFT JOIN features.family_month fm USING (as_of, family_key)
+LEFT JOIN _feat_unit_needs u ON u.as_of = c.as_of AND u.unit = coalesce(c.family_key, '~' || c.person_key)
 ORDER BY c.person_key, c.as_of;

@@ -16,15 +16,19 @@ WHERE e.claimed > d.as_of - INTERVAL 24 MONTH
    OR e.kind IN ('eh_episode', 'cin_plan', 'cp_plan', 'cla', 'permanent_exclusion', 'home_education',
                  'missing_education', 'free_school_meals', 'csc_referral');
 
--- Residences carry the periods their sources claim and no delivery of their own: under the
--- strict rule they count from the first go-live.
+-- _feat_residence: the residences each household row of identity.household was made of.
+-- A residence counts from the drop that first delivered it (known_from, under the
+-- knowledge rule) and from the date it claims; its end only from the drop that made the
+-- end known (end_known_from): until then, as far as the warehouse knew, the person still
+-- lived there. Grain: (person_key, household_key, one residence).
 CREATE OR REPLACE TEMP TABLE _feat_residence AS
-SELECT h.person_key, h.household_key, h.postcode, h.valid_from,
-       coalesce(h.valid_to, 'infinity'::DATE) AS valid_to,
-       h.valid_from = min(h.valid_from) OVER (PARTITION BY h.person_key) AS is_first,
-       feat_seen_from(g.go_live, g.go_live) AS seen_from
-FROM identity.household h, (SELECT min(go_live) AS go_live FROM _feat_go_live) g
-WHERE h.valid_from IS NOT NULL;
+SELECT h.person_key, h.household_key, h.postcode, h.r.valid_from,
+       coalesce(h.r.valid_to, 'infinity'::DATE) AS valid_to,
+       coalesce(feat_seen_from(h.r.end_known_from, g.go_live), 'infinity'::DATE) AS end_seen_from,
+       feat_seen_from(h.r.known_from, g.go_live) AS seen_from
+FROM (SELECT person_key, household_key, postcode, unnest(residences) AS r FROM identity.household) h,
+     (SELECT min(go_live) AS go_live FROM _feat_go_live) g
+WHERE h.r.valid_from IS NOT NULL;
 
 -- features.child_population: the children features.child_month covers, defined here once
 -- (the features integrity check reads it). Grain: person_key. Every person identity knows
@@ -159,19 +163,32 @@ JOIN _feat_as_of d ON s.seen_from <= d.as_of AND d.as_of < s.seen_to
 QUALIFY row_number() OVER (PARTITION BY d.as_of, s.person_key
                            ORDER BY CASE s.sen_provision WHEN 'E' THEN 1 WHEN 'K' THEN 2 ELSE 3 END) = 1;
 
+-- each person's family at each month-end: a membership counts once the person was known,
+-- for the evidence periods it was made of that were delivered by then and cover the day
+-- (identity.family_member periods). A person with no such evidence has no family then
+-- (identity's family of one, 'no relationship or co-residence found', has no periods):
+-- family_size is 1 and the family's needs are their own.
 CREATE OR REPLACE TEMP TABLE _feat_family AS
+WITH period AS (
+    SELECT f.person_key, f.family_key, coalesce(f.p.valid_from, '-infinity'::DATE) AS valid_from,
+           coalesce(f.p.valid_to, 'infinity'::DATE) AS valid_to,
+           feat_seen_from(f.p.known_from, (SELECT min(go_live) FROM _feat_go_live)) AS seen_from
+    FROM (SELECT person_key, family_key, unnest(periods) AS p FROM identity.family_member) f
+)
 SELECT d.as_of, f.person_key, f.family_key
-FROM identity.family_member f
-JOIN _feat_as_of d ON coalesce(f.valid_from, '-infinity'::DATE) <= d.as_of
-                  AND d.as_of < coalesce(f.valid_to, 'infinity'::DATE)
+FROM period f
+JOIN _feat_person_known k USING (person_key)
+JOIN _feat_as_of d ON f.valid_from <= d.as_of AND d.as_of < f.valid_to AND f.seen_from <= d.as_of
+                  AND k.known_from <= d.as_of
 QUALIFY row_number() OVER (PARTITION BY d.as_of, f.person_key
-                           ORDER BY f.valid_from DESC NULLS LAST, f.family_key) = 1;
+                           ORDER BY f.valid_from DESC, f.family_key) = 1;
 
 CREATE OR REPLACE TEMP TABLE _feat_place AS
 WITH held AS (
     SELECT d.as_of, r.person_key, r.postcode
     FROM _feat_residence r
-    JOIN _feat_as_of d ON r.valid_from <= d.as_of AND d.as_of <= r.valid_to AND r.seen_from <= d.as_of
+    JOIN _feat_as_of d ON r.valid_from <= d.as_of AND r.seen_from <= d.as_of
+                      AND (d.as_of <= r.valid_to OR d.as_of < r.end_seen_from)
     QUALIFY row_number() OVER (PARTITION BY d.as_of, r.person_key ORDER BY r.valid_from DESC, r.household_key) = 1
 ), postcode AS (
     SELECT postcode, district, imd_decile FROM history.reference__postcodes
@@ -180,12 +197,20 @@ WITH held AS (
 SELECT h.as_of, h.person_key, p.district, p.imd_decile
 FROM held h LEFT JOIN postcode p USING (postcode);
 
+-- a move: a residence begun in the 12 months that is not the first of the person's
+-- residences known at as_of
 CREATE OR REPLACE TEMP TABLE _feat_moves AS
-SELECT d.as_of, r.person_key, count(*) AS moves_12m
-FROM _feat_residence r
-JOIN _feat_as_of d ON r.valid_from <= d.as_of AND r.valid_from > d.as_of - INTERVAL 12 MONTH
-                  AND r.seen_from <= d.as_of
-WHERE NOT r.is_first
+WITH known AS (  -- each household as known at as_of: from its earliest residence known then
+    SELECT d.as_of, r.person_key, r.household_key, min(r.valid_from) AS valid_from
+    FROM _feat_residence r
+    JOIN _feat_as_of d ON r.seen_from <= d.as_of AND r.valid_from <= d.as_of
+    GROUP BY ALL
+), ranked AS (
+    SELECT *, valid_from = min(valid_from) OVER (PARTITION BY as_of, person_key) AS is_first FROM known
+)
+SELECT as_of, person_key, count(*) AS moves_12m
+FROM ranked
+WHERE NOT is_first AND valid_from > as_of - INTERVAL 12 MONTH
 GROUP BY ALL;
 
 CREATE OR REPLACE TEMP TABLE _feat_child_month AS

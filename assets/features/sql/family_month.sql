@@ -22,7 +22,7 @@
 --   needs_count         how many
 --   sf_eligible         three or more: the programme's rule
 --   children_on_cp_or_cla  children of the family with a CP plan or CLA episode open on as_of
-CREATE OR REPLACE TABLE features.family_month AS
+CREATE OR REPLACE TEMP TABLE _feat_unit_needs AS
 WITH size AS (
     SELECT f.as_of, f.family_key, count(*) AS members,
            count(*) FILTER (WHERE c.age_years < 18) AS children
@@ -30,7 +30,9 @@ WITH size AS (
     LEFT JOIN _feat_cohort c USING (as_of, person_key)
     GROUP BY ALL
 ), flags AS (
-    SELECT as_of, family_key,
+    -- a child in no known family is a family of one (unit '~' || person_key), as in
+    -- family_size: their own needs are the family's (_feat_unit_needs)
+    SELECT as_of, coalesce(family_key, '~' || person_key) AS unit, family_key,
         bool_or(persistent_absence OR suspensions_12m > 0 OR permanently_excluded OR missing_education
                 OR list_contains(recorded_sf_needs, 'EDU')) AS need_edu,
         bool_or((age_years < 5 AND missed_health_reviews_12m > 0) OR list_contains(recorded_sf_needs, 'EYD')) AS need_eyd,
@@ -46,7 +48,6 @@ WITH size AS (
         bool_or(free_school_meals OR list_contains(recorded_sf_needs, 'FIN')) AS need_fin,
         count(*) FILTER (WHERE open_cp_or_cla) AS children_on_cp_or_cla
     FROM _feat_child_month
-    WHERE family_key IS NOT NULL
     GROUP BY ALL
 ), listed AS (
     SELECT *, list_filter(['EDU', 'EYD', 'HEA', 'SUB', 'REL', 'SAFE', 'CRI', 'DA', 'HOU', 'FIN'],
@@ -54,12 +55,16 @@ WITH size AS (
                                         need_safe, need_cri, need_da, need_hou, need_fin][i]) AS needs
     FROM flags
 )
-SELECT s.family_key, s.as_of, s.members, s.children,
+SELECT coalesce(l.unit, s.family_key) AS unit, coalesce(s.family_key, l.family_key) AS family_key,
+       coalesce(s.as_of, l.as_of) AS as_of, s.members, s.children,
        l.need_edu, l.need_eyd, l.need_hea, l.need_sub, l.need_rel, l.need_safe, l.need_cri,
        l.need_da, l.need_hou, l.need_fin,
        coalesce(l.needs, []) AS needs, len(coalesce(l.needs, [])) AS needs_count,
        len(coalesce(l.needs, [])) >= 3 AS sf_eligible,
        coalesce(l.children_on_cp_or_cla, 0) AS children_on_cp_or_cla
-FROM size s
-LEFT JOIN listed l USING (as_of, family_key)
-ORDER BY s.family_key, s.as_of;
+FROM listed l
+FULL JOIN size s ON s.as_of = l.as_of AND s.family_key = l.family_key;
+
+CREATE OR REPLACE TABLE features.family_month AS
+SELECT * EXCLUDE (unit) FROM _feat_unit_needs WHERE family_key IS NOT NULL
+ORDER BY family_key, as_of;

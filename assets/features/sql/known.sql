@@ -19,6 +19,7 @@
 -- _feat_as_of: the month-ends features are built for. Grain: as_of.
 -- _feat_go_live: each system's first extract date. Grain: system.
 -- _feat_person_of: every identity record with its person_key. Grain: (system, table_name, record_id).
+-- _feat_person_known: when each person was first known. Grain: person_key.
 -- _feat_child: every person with a birth date, with birth date and sex. Grain: person_key.
 
 CREATE OR REPLACE TEMP TABLE _feat_as_of AS
@@ -46,6 +47,16 @@ CREATE OR REPLACE TEMP MACRO feat_day(t) AS (CAST(t AS DATE));
 
 CREATE OR REPLACE TEMP TABLE _feat_person_of AS
 SELECT system, table_name, record_id, person_key FROM identity.person_record;
+
+-- _feat_person_known: the first day the warehouse knew of each person, from the delivery
+-- of their first record (under the knowledge rule): a parent first recorded after D is no
+-- member of anyone's family at D. Grain: person_key.
+CREATE OR REPLACE TEMP TABLE _feat_person_known AS
+SELECT p.person_key, min(feat_seen_from(s.first_delivered, g.go_live)) AS known_from
+FROM _feat_person_of p
+JOIN identity.source_person s USING (system, table_name, record_id)
+JOIN _feat_go_live g USING (system)
+GROUP BY ALL;
 
 CREATE OR REPLACE TEMP TABLE _feat_child AS
 SELECT person_key, dob, sex FROM identity.person WHERE dob IS NOT NULL;

@@ -32,13 +32,14 @@ pairs AS (  -- the test for a recorded relationship runs only on pairs with a we
     SELECT a.person_key AS p, b.person_key AS q, a.address_key, a.weak OR b.weak AS weak,
            greatest(a.valid_from, b.valid_from) AS valid_from,
            CASE WHEN a.valid_to IS NULL THEN b.valid_to WHEN b.valid_to IS NULL THEN a.valid_to
-                ELSE least(a.valid_to, b.valid_to) END AS valid_to
+                ELSE least(a.valid_to, b.valid_to) END AS valid_to,
+           greatest(a.known_from, b.known_from) AS known_from  -- known once both residences were
     FROM res a
     JOIN res b ON b.address_key = a.address_key AND b.spell_no = a.spell_no AND b.person_key <> a.person_key
      AND a.valid_from < coalesce(b.valid_to, fam_inf()) AND b.valid_from < coalesce(a.valid_to, fam_inf())
 )
-SELECT p, q, address_key, valid_from, valid_to FROM pairs WHERE NOT weak
+SELECT p, q, address_key, valid_from, valid_to, known_from FROM pairs WHERE NOT weak
 UNION ALL
-SELECT p, q, address_key, valid_from, valid_to FROM pairs
+SELECT p, q, address_key, valid_from, valid_to, known_from FROM pairs
 WHERE weak AND EXISTS (SELECT 1 FROM fam_evidence ea JOIN fam_evidence eb USING (group_id)
                        WHERE ea.person_key = pairs.p AND eb.person_key = pairs.q);

@@ -31,14 +31,15 @@ eh AS (
     SELECT 'eh:' || m.FAMILY_ID AS group_id, pr.person_key,
            'early_help FAMILY_MEMBERS (' || coalesce(max_by(m.ROLE, m.valid_from), '?') || ')' AS evidence, true AS links,
            coalesce(m.FROM_DATE, min(m.valid_from)) AS valid_from,
-           max_by({'to': coalesce(m.TO_DATE, m.valid_to)}, m.valid_from)['to'] AS valid_to
+           max_by({'to': coalesce(m.TO_DATE, m.valid_to)}, m.valid_from)['to'] AS valid_to,
+           min(m.valid_from) AS known_from
     FROM fam_src_eh_family_members m
     JOIN pr ON pr.system = 'early_help' AND pr.table_name = 'FAMILY_MEMBERS' AND pr.record_id = m.PERSON_ID
     GROUP BY m.FAMILY_ID, m.PERSON_ID, pr.person_key, m.FROM_DATE
 ),
 scf AS (
     SELECT 'scf:' || f.fami_family_id, sc.person_key, 'social_care ssd_family', true,
-           min(f.valid_from), max_by({'to': f.valid_to}, f.valid_from)['to']
+           min(f.valid_from), max_by({'to': f.valid_to}, f.valid_from)['to'], min(f.valid_from)
     FROM fam_src_sc_family f JOIN sc ON sc.record_id = f.fami_person_id
     GROUP BY f.fami_family_id, f.fami_person_id, sc.person_key
 ),
@@ -46,7 +47,8 @@ rel AS (
     SELECT r.rel_person_id, r.rel_related_person_id, r.rel_type,
            coalesce(r.rel_start_date, min(r.valid_from)) AS valid_from,
            max_by({'to': coalesce(r.rel_end_date, CASE WHEN r.rel_type IN ('CARER', 'STEP_PARENT') THEN r.valid_to END)},
-                  r.valid_from)['to'] AS valid_to
+                  r.valid_from)['to'] AS valid_to,
+           min(r.valid_from) AS known_from
     FROM fam_src_sc_relationship r
     GROUP BY r.rel_person_id, r.rel_related_person_id, r.rel_type, r.rel_start_date
 ),
@@ -54,7 +56,8 @@ screl AS (
     SELECT 'screl:' || rel.rel_person_id || '>' || rel.rel_related_person_id || ':' || rel.rel_type || ':'
              || coalesce(CAST(rel.valid_from AS VARCHAR), ''),
            rel.person_key, 'social_care ' || rel.rel_type,
-           rel.rel_type IN ('MOTHER', 'SIBLING', 'HALF_SIBLING', 'CARER'), rel.valid_from, rel.valid_to
+           rel.rel_type IN ('MOTHER', 'SIBLING', 'HALF_SIBLING', 'CARER'), rel.valid_from, rel.valid_to,
+           rel.known_from
     FROM (  -- each side of the relationship by an equi-join (an IN or OR join is a slow nested loop)
         SELECT rel.*, sc.person_key FROM rel JOIN sc ON sc.record_id = rel.rel_person_id
         UNION ALL
@@ -72,7 +75,7 @@ hrel AS (
     SELECT 'rp:' || rp.related_person_id || ':' || rp.relationship, rp.person_key,
            'health RelatedPerson ' || rp.relationship, rp.relationship IN ('MTH', 'GRD'),
            least(rp.seen_from, coalesce(born.birth_date, rp.seen_from)),
-           CASE WHEN rp.relationship = 'GRD' THEN rp.valid_to END
+           CASE WHEN rp.relationship = 'GRD' THEN rp.valid_to END, rp.seen_from
     FROM (  -- the adult's record and the child's record, each by an equi-join
         SELECT rp.*, pr.person_key FROM rp
         JOIN pr ON pr.system = 'health' AND pr.table_name = 'RelatedPerson' AND pr.record_id = rp.related_person_id

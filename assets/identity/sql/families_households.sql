@@ -76,6 +76,11 @@ SELECT k.household_key, r.person_key,
        min(r.uprn) AS uprn, mode(r.postcode ORDER BY r.postcode) AS postcode,
        min(r.valid_from) AS valid_from,
        CASE WHEN bool_or(r.valid_to IS NULL) THEN NULL ELSE max(r.valid_to) END AS valid_to,
+       -- the residences it was made of, each with the drops that made it and its end known,
+       -- so that the features can ask what was known of it at a past date
+       list({'valid_from': r.valid_from, 'valid_to': r.valid_to, 'known_from': r.known_from,
+             'end_known_from': r.end_known_from}
+            ORDER BY r.valid_from, r.valid_to NULLS LAST, r.known_from, r.end_known_from) AS residences,
        array_to_string(list_sort(list_distinct(list(r.source))), '; ') AS evidence,  -- source is never NULL
        any_value(k.people) AS household_people, any_value(k.is_crowded) AS is_crowded
 FROM fam_res_spell r JOIN fam_spell_key k USING (address_key, spell_no)

@@ -7,7 +7,10 @@
 -- STEP_PARENT and FTH links), and the periods they lived at one address with another
 -- member (co-residence). Periods that overlap or touch make one spell; valid_to is NULL
 -- while open. evidence lists the sources behind the spell. role is the person's role
--- (fam_role). A person with no evidence at all is a family of one with NULL dates and
+-- (fam_role). periods lists the evidence periods the spell was made of, each with the drop
+-- that first delivered its evidence (known_from: for co-residence, the later of the two
+-- residences), so that the features can ask what was known of a membership at a past
+-- date. A person with no evidence at all is a family of one with NULL dates and
 -- evidence 'no relationship or co-residence found'. (fam_interval keeps each distinct
 -- period once: repeating a period changes no spell, date or evidence list.)
 --
@@ -24,10 +27,10 @@ whole AS (  -- evidence groups all of whose people are in one family (fam_fk_all
     WHERE e.group_id IN (SELECT group_id FROM fam_evidence JOIN fk USING (person_key))
     GROUP BY e.group_id HAVING count(DISTINCT fk.family_key) = 1
 )
-SELECT DISTINCT w.family_key, e.person_key, e.evidence, e.valid_from, e.valid_to
+SELECT DISTINCT w.family_key, e.person_key, e.evidence, e.valid_from, e.valid_to, e.known_from
 FROM fam_evidence e JOIN whole w USING (group_id)
 UNION ALL
-SELECT DISTINCT fp.family_key, c.p, 'co-residence', c.valid_from, c.valid_to
+SELECT DISTINCT fp.family_key, c.p, 'co-residence', c.valid_from, c.valid_to, c.known_from
 FROM ${cores} c JOIN fk fp ON fp.person_key = c.p JOIN fk fq ON fq.person_key = c.q
 WHERE fp.family_key = fq.family_key;
 
@@ -53,13 +56,15 @@ rows AS (
     SELECT family_key, person_key, min(valid_from) AS valid_from,
            CASE WHEN bool_or(valid_to IS NULL) THEN NULL ELSE max(valid_to) END AS valid_to,
            CASE WHEN count(evidence) > 0  -- string_agg(DISTINCT evidence, '; ' ORDER BY evidence), faster
-                THEN array_to_string(list_sort(list_distinct(list(evidence))), '; ') END AS evidence
+                THEN array_to_string(list_sort(list_distinct(list(evidence))), '; ') END AS evidence,
+           list(DISTINCT {'valid_from': valid_from, 'valid_to': valid_to, 'known_from': known_from}) AS periods
     FROM spells GROUP BY family_key, person_key, spell_no
     UNION ALL
-    SELECT fk.family_key, fk.person_key, NULL, NULL, 'no relationship or co-residence found'
+    SELECT fk.family_key, fk.person_key, NULL, NULL, 'no relationship or co-residence found', NULL
     FROM fk WHERE NOT EXISTS (SELECT 1 FROM fam_interval i WHERE i.person_key = fk.person_key AND i.family_key = fk.family_key)
 )
-SELECT r.family_key, r.person_key, coalesce(fr.role, 'adult') AS role, r.valid_from, r.valid_to, r.evidence
+SELECT r.family_key, r.person_key, coalesce(fr.role, 'adult') AS role, r.valid_from, r.valid_to, r.evidence,
+       list_sort(r.periods) AS periods
 FROM rows r LEFT JOIN fam_role fr USING (person_key)
 ORDER BY r.family_key, r.person_key, r.valid_from;
 
