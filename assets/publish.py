@@ -30,6 +30,8 @@ import hashlib
 import logging
 import os
 import secrets as _secrets
+import stat
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -223,21 +225,58 @@ def classify(schema: str, table: str, column: str, rules=RULES) -> tuple[str, st
     return DROP, "unclassified: no rule allows it (add one to assets/publish.py RULES)"
 
 
+# A keyed hash is only as strong as its key: one an attacker can guess lets them recover
+# every pseudonymised key by hashing candidate ids. 32 bytes is the HMAC-SHA256 block's
+# half, the usual floor; a key of one repeated character or a short word is refused.
+MIN_SECRET_BYTES = 32
+MIN_SECRET_DISTINCT = 10
+
+
+class WeakSecretError(PublishError):
+    """The pseudonymisation secret is missing, too short or plainly not random."""
+
+
+def check_secret(secret: str, source: str) -> str:
+    """``secret`` if it is at least MIN_SECRET_BYTES long and not plainly repetitive; else
+    raise WeakSecretError naming ``source`` (never the value)."""
+    value = (secret or "").strip()
+    if len(value.encode()) < MIN_SECRET_BYTES or len(set(value)) < MIN_SECRET_DISTINCT:
+        raise WeakSecretError(
+            f"the pseudonymisation secret from {source} is too weak ({len(value.encode())} bytes, "
+            f"{len(set(value))} distinct characters; needs at least {MIN_SECRET_BYTES} random bytes, for "
+            f"example `python -c 'import secrets; print(secrets.token_hex(32))'`): nothing was published")
+    return value
+
+
 def load_secret(home: Path) -> str:
     """The pseudonymisation secret: EARLYHELP_PSEUDONYM_KEY, else HOME/secrets/pseudonym.key,
-    created once (0600) so keys stay stable across runs."""
+    created once so keys stay stable across runs: written whole to a private temporary
+    file and linked into place, so a kill can never leave an empty or partial key behind.
+    An existing key file must be readable by its owner only. Weak secrets are refused."""
     value = os.environ.get(SECRET_ENV)
-    if value:
-        return value
+    if value is not None:
+        return check_secret(value, f"the environment variable {SECRET_ENV}")
     path = Path(home) / "secrets" / "pseudonym.key"
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(_secrets.token_hex(32) + "\n")
-    return path.read_text(encoding="ascii").strip()
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".pseudonym.key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(_secrets.token_hex(32) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(temporary, path)  # atomic, and never over a key another run made first
+            except FileExistsError:
+                pass
+            _fsync_dir(path.parent)
+        finally:
+            os.unlink(temporary)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise WeakSecretError(f"{path} is readable by others (mode {mode:o}); make it private with "
+                              f"`chmod 600 {path}`: nothing was published")
+    return check_secret(path.read_text(encoding="ascii"), str(path))
 
 
 def keyed_hash(secret: str, value) -> str:
@@ -427,11 +466,12 @@ def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
     if not build_db.is_file():
         raise FileNotFoundError(f"no build database at {build_db}")
     warehouse_dir.mkdir(parents=True, exist_ok=True)
-    secret = secret or load_secret(warehouse_dir.parent)
     targets = {kind: warehouse_dir / name for kind, name in (("identifiable", IDENTIFIABLE), ("analytics", ANALYTICS))}
     partials = {kind: path.with_name(f".{path.name}.partial") for kind, path in targets.items()}
     backup = warehouse_dir / f".{IDENTIFIABLE}.previous"
     with exclusive_lock(warehouse_dir / ".publish.lock"):
+        # read under the lock: a key being made by another publish is never half-read
+        secret = check_secret(secret, "the caller") if secret is not None else load_secret(warehouse_dir.parent)
         _remove(*partials.values(), backup)  # left by a publish that died
         try:
             result = {kind: _write(build_db, partials[kind], kind == "analytics", secret) for kind in targets}

@@ -19,11 +19,11 @@ import duckdb
 import pytest
 
 from assets.dictionary import build_dictionary
-from assets.publish import (DROP, HASH, KEEP, PublishError, _hmac_macro, classify, keyed_hash, load_secret,
+from assets.publish import (DROP, HASH, KEEP, PublishError, WeakSecretError, _hmac_macro, classify, keyed_hash, load_secret,
                             publish)
 from sources.identifiers import nhs_check_digit, upn_check_letter
 
-SECRET = "test-secret-one"
+SECRET = "test-secret-one-0123456789abcdefghijklmnop"
 
 PEOPLE = [  # forename, surname, dob, sex, postcode
     ("Amelia", "Okonkwo-Hart", date(2014, 3, 9), "F", "ZX1 0AB"),
@@ -181,7 +181,7 @@ def test_pseudonymous_keys_stable_per_secret_and_a_true_hmac(home):
     first = _query(wh / "analytics.duckdb", keys_sql)
     publish(build, wh, SECRET)
     assert _query(wh / "analytics.duckdb", keys_sql) == first
-    publish(build, wh, "another-secret")
+    publish(build, wh, "another-secret-9876543210zyxwvutsrqponm")
     other = _query(wh / "analytics.duckdb", keys_sql)
     assert not {k for row in other for k in row} & {k for row in first for k in row}
     expected = sorted((keyed_hash(SECRET, p["person_key"]), keyed_hash(SECRET, p["family_key"]))
@@ -214,11 +214,55 @@ def test_secret_from_home_is_created_once_private_and_never_stored(home):
 
 
 def test_secret_from_environment(home, monkeypatch):
-    monkeypatch.setenv("EARLYHELP_PSEUDONYM_KEY", "from-the-environment")
+    monkeypatch.setenv("EARLYHELP_PSEUDONYM_KEY", ENV_SECRET)
     publish(home / "warehouse" / "build.duckdb", home / "warehouse")
     assert not (home / "secrets").exists()
     keys = _query(home / "warehouse" / "analytics.duckdb", "SELECT person_key FROM model.dim_person ORDER BY 1")
-    assert keys == sorted((keyed_hash("from-the-environment", p["person_key"]),) for p in source_people())
+    assert keys == sorted((keyed_hash(ENV_SECRET, p["person_key"]),) for p in source_people())
+
+
+ENV_SECRET = "from-the-environment-3f9a1c7e5b2d8046"
+
+
+@pytest.mark.parametrize("weak", ["", "   ", "password", "x" * 64, "0123456789abcdef0123456789abcde"],
+                         ids=["empty", "blank", "a word", "one repeated character", "31 bytes"])
+def test_a_weak_secret_is_refused_and_nothing_is_published(home, monkeypatch, weak):
+    build, wh = home / "warehouse" / "build.duckdb", home / "warehouse"
+    publish(build, wh, SECRET)
+    before = {name: (wh / name).read_bytes() for name in ("identifiable.duckdb", "analytics.duckdb")}
+    monkeypatch.setenv("EARLYHELP_PSEUDONYM_KEY", weak)
+    with pytest.raises(WeakSecretError, match="EARLYHELP_PSEUDONYM_KEY") as refused:
+        publish(build, wh)
+    assert len(weak.strip()) < 4 or weak not in str(refused.value)  # the message never quotes the secret
+    monkeypatch.delenv("EARLYHELP_PSEUDONYM_KEY")
+    with pytest.raises(WeakSecretError, match="the caller"):
+        publish(build, wh, weak)
+    # an empty or weak key file (a kill while it was first written, or an operator's) too
+    (home / "secrets").mkdir(mode=0o700)
+    key_file = home / "secrets" / "pseudonym.key"
+    key_file.write_text(weak)
+    key_file.chmod(0o600)
+    with pytest.raises(WeakSecretError, match="pseudonym.key"):
+        publish(build, wh)
+    assert {name: (wh / name).read_bytes() for name in before} == before
+
+
+def test_a_key_file_others_can_read_is_refused(home):
+    build, wh = home / "warehouse" / "build.duckdb", home / "warehouse"
+    publish(build, wh)
+    key_file = home / "secrets" / "pseudonym.key"
+    key_file.chmod(0o644)
+    with pytest.raises(WeakSecretError, match="chmod 600"):
+        publish(build, wh)
+
+
+def test_the_key_file_is_made_whole_or_not_at_all(home):
+    """It is linked into place from a finished private file: no partial key is ever seen,
+    and no temporary file is left beside it."""
+    secret = load_secret(home)
+    files = sorted(p.name for p in (home / "secrets").iterdir())
+    assert files == ["pseudonym.key"] and len(secret) == 64 and int(secret, 16) >= 0
+    assert load_secret(home) == secret
 
 
 READER = textwrap.dedent("""
