@@ -4,12 +4,19 @@ A drop is ``<landing>/<system>/<YYYY-MM-DD>/`` with ``_manifest.json`` written l
 (CONTRACT.md, "Drops"). A folder without a manifest is still being written and is not
 read. A drop whose files disagree with the manifest (row count or sha256) is rejected
 whole, with a reason that names the file; the warehouse keeps its last good state.
+
+Suppliers' files are hostile until checked. A drop is confined to its own folder: a
+manifest may name only plain file names, and a drop folder, its manifest and its files
+must be plain files and folders, not symbolic links or devices. Anything else rejects the
+drop with a reason naming the entry; the target is never opened, read or hashed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -18,6 +25,33 @@ from .staging import read_csv_bytes
 
 SYSTEMS = ("education", "health", "social_care", "early_help", "mash", "reference")
 MANIFEST = "_manifest.json"
+# a hostile name is quoted in messages and the audit, never whole
+NAME_SHOWN = 80
+
+
+def shown(name: str) -> str:
+    """A supplier's name as messages quote it: repr (so control characters show), bounded."""
+    text = repr(name)
+    return text if len(text) <= NAME_SHOWN else text[:NAME_SHOWN] + "…"
+
+
+def plain_file_name(name: str) -> bool:
+    """A name that can only mean a file directly inside the drop folder."""
+    return (bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+            and "\0" not in name and not name.startswith("~") and len(name) <= 255)
+
+
+def _not_plain(path: Path, what: str) -> str | None:
+    """Why ``path`` is not a plain (non-link) file or folder, or None; lstat never follows."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link (refused, not followed)"
+    if what == "folder" and not stat.S_ISDIR(mode) or what == "file" and not stat.S_ISREG(mode):
+        return f"is not a plain {what}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -65,19 +99,37 @@ def find_drops(landing: Path, systems: tuple[str, ...] = SYSTEMS) -> list[Drop]:
                 extract_date = date.fromisoformat(folder.name)
             except ValueError:
                 continue  # not a drop folder
-            if (folder / MANIFEST).exists():
-                found.append(read_manifest(system, extract_date, folder))
+            if not os.path.lexists(folder / MANIFEST):
+                continue
+            refused = _not_plain(folder, "folder")
+            if refused:  # a linked drop folder could reach anywhere: refuse it unread
+                found.append(Drop(system, extract_date, folder,
+                                  problems=[f"{system}/{folder.name}: the drop folder {refused}"]))
+                continue
+            found.append(read_manifest(system, extract_date, folder))
     return sorted(found, key=lambda d: (d.extract_date, d.system))
 
 
 def read_manifest(system: str, extract_date: date, folder: Path) -> Drop:
     drop = Drop(system, extract_date, folder)
+    refused = _not_plain(folder / MANIFEST, "file")
+    if refused:
+        drop.problems.append(f"{system}/{folder.name}/{MANIFEST}: {refused}")
+        return drop
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         drop.mode = manifest["mode"]
         drop.files = [ManifestFile(f["name"], int(f["rows"]), str(f["sha256"])) for f in manifest["files"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
         drop.problems.append(f"{system}/{folder.name}/{MANIFEST}: unreadable manifest ({error})")
+        return drop
+    for f in drop.files:
+        if not plain_file_name(f.name):
+            drop.problems.append(f"{system}/{folder.name}/{MANIFEST}: entry {shown(f.name)} is not a plain file name "
+                                 "inside the drop folder (refused, not read)")
+        elif f.rows < 0:
+            drop.problems.append(f"{system}/{folder.name}/{MANIFEST}: entry {shown(f.name)} declares {f.rows} rows")
+    if drop.problems:
         return drop
     if manifest.get("system") != system:
         drop.problems.append(f"{system}/{folder.name}/{MANIFEST}: names system {manifest.get('system')!r}")
@@ -86,15 +138,25 @@ def read_manifest(system: str, extract_date: date, folder: Path) -> Drop:
     return drop
 
 
-def verify(drop: Drop, encoding: str = "utf-8", count_rows: bool = True) -> Drop:
-    """Check every listed file's sha256 and (unless the caller counts rows itself from
-    its parse) its data-row count; note every mismatch."""
+def verify(drop: Drop, encoding: str = "utf-8", count_rows: bool = True,
+           counted_by_caller: frozenset[str] = frozenset()) -> Drop:
+    """Check every listed file's sha256 and data-row count; note every mismatch. With
+    count_rows False, the files in ``counted_by_caller`` are counted by the caller from its
+    parse; every other file is still counted here, so no declared count is ever trusted.
+    Listed files must be plain files (never followed through a link)."""
+    if not drop.ok:  # refused before its files were looked at: nothing is read
+        return drop
     where = f"{drop.system}/{drop.partition}"
     listed = {f.name for f in drop.files}
-    for extra in sorted(p.name for p in drop.folder.iterdir() if p.is_file() and p.name != MANIFEST and p.name not in listed):
-        drop.problems.append(f"{where}/{extra}: file not listed in the manifest")
+    for extra in sorted(p.name for p in drop.folder.iterdir() if p.name != MANIFEST and p.name not in listed
+                        and (p.is_symlink() or p.is_file())):
+        drop.problems.append(f"{where}/{shown(extra)}: file not listed in the manifest")
     for f in drop.files:
         path = drop.folder / f.name
+        refused = _not_plain(path, "file")
+        if refused:
+            drop.problems.append(f"{where}/{shown(f.name)}: {refused}")
+            continue
         if not path.exists():
             drop.problems.append(f"{where}/{f.name}: listed in the manifest but missing")
             continue
@@ -104,7 +166,7 @@ def verify(drop: Drop, encoding: str = "utf-8", count_rows: bool = True) -> Drop
             drop.problems.append(f"{where}/{f.name}: sha256 {actual[:12]}… does not match the manifest's {f.sha256[:12]}…"
                                  " (truncated or corrupt)")
             continue
-        if count_rows:
+        if count_rows or f.name not in counted_by_caller:
             check_rows(drop, f.name, rows_in(data, f.name, encoding))
     return drop
 

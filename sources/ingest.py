@@ -133,7 +133,8 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
 
 def _verify_and_read(cursor, contract: Contract, drop: Drop, known: dict[str, str]) -> dict | None:
     """Check a drop against its manifest and, if it is new and sound, read its tables."""
-    verify(drop, contract.encoding, count_rows=False)
+    verify(drop, contract.encoding, count_rows=False,
+           counted_by_caller=frozenset(t.file for t in contract.tables))
     if drop.ok and known.get(drop.partition) != drop.fingerprint:
         return READERS[contract.system](cursor, drop)
     return None
