@@ -366,20 +366,12 @@ def engine_in_process(link_csv: Path, model: Path | dict | None):
     records). Returns the connection with the identity tables and the model used."""
     import duckdb
 
-    from assets.identity.engine import STANDARD_COLUMNS, assign_persons
+    from assets.identity.engine import assign_persons, stage_link_input
     from assets.identity.link import MATCH_THRESHOLD, link_records
 
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    selected = ", ".join(f'TRY_CAST("{c}" AS {t}) AS {c}' if c in LINK_COLUMNS else f"NULL::{t} AS {c}"
-                         for c, t in STANDARD_COLUMNS.items())
-    con.execute("CREATE SCHEMA identity")
-    con.execute(f"""
-        CREATE TABLE identity.source_person AS
-        SELECT coalesce(source, 'input') AS system, 'records' AS table_name, record_id,
-               forename, middle_names, surname, alt_forename, alt_surname, dob, dob_estimated, sex,
-               postcode, address, uprn, nhs_number, upn, former_upn, csc_id, false AS is_deleted, role
-        FROM (SELECT {selected} FROM read_csv('{link_csv}', all_varchar = true))""")
+    stage_link_input(con, f"read_csv('{link_csv}', all_varchar = true)", {c: c for c in LINK_COLUMNS})
     fitted: dict = {}
     if isinstance(model, dict):
         chosen = model

@@ -298,6 +298,25 @@ STANDARD_COLUMNS = {  # the documented input of `earlyhelp link`; the first nine
 REQUIRED = list(STANDARD_COLUMNS)[:9]
 
 
+def stage_link_input(con: duckdb.DuckDBPyConnection, relation: str, present: dict[str, str]) -> None:
+    """identity.source_person from a person table in the standard schema (``relation``,
+    with ``present`` mapping each standard column it has to its own name): every value
+    cast as the engine reads it, a column it lacks as NULL, its source (else 'input') as
+    the system."""
+    selected = ", ".join(
+        (f'TRY_CAST("{present[c]}" AS {t})' if c in present else f"NULL::{t}") + f" AS {c}"
+        for c, t in STANDARD_COLUMNS.items())
+    con.execute("CREATE SCHEMA identity")
+    con.execute(f"""
+        CREATE TABLE identity.source_person AS
+        SELECT coalesce(source, 'input') AS system, 'records' AS table_name, record_id,
+               forename, middle_names, surname, alt_forename, alt_surname, dob, dob_estimated, sex,
+               postcode, address, uprn, nhs_number, upn, former_upn, csc_id, false AS is_deleted, role,
+               NULL::DATE AS first_delivered
+        FROM (SELECT {selected} FROM {relation})
+    """)
+
+
 def link_file(input_path: Path, output_path: Path, model: Path | None = None,
               threshold: float = MATCH_THRESHOLD, model_out: Path | None = None) -> dict:
     """Link any person table (Parquet or CSV, standard schema) and write record_id ->
@@ -321,18 +340,7 @@ def link_file(input_path: Path, output_path: Path, model: Path | None = None,
     duplicates = con.sql(f'SELECT count(*) - count(DISTINCT "{present["record_id"]}") FROM raw_input').fetchall()[0][0]
     if duplicates:
         raise ValueError(f"{input_path}: record_id must be unique; {duplicates} repeated")
-    selected = ", ".join(
-        (f'TRY_CAST("{present[c]}" AS {t})' if c in present else f"NULL::{t}") + f" AS {c}"
-        for c, t in STANDARD_COLUMNS.items())
-    con.execute("CREATE SCHEMA identity")
-    con.execute(f"""
-        CREATE TABLE identity.source_person AS
-        SELECT coalesce(source, 'input') AS system, 'records' AS table_name, record_id,
-               forename, middle_names, surname, alt_forename, alt_surname, dob, dob_estimated, sex,
-               postcode, address, uprn, nhs_number, upn, former_upn, csc_id, false AS is_deleted, role,
-               NULL::DATE AS first_delivered
-        FROM (SELECT {selected} FROM raw_input)
-    """)
+    stage_link_input(con, "raw_input", present)
     fitted: dict = {}
     summary = link_records(con, choose_model(con, model, None, fitted), threshold)
     assign_persons(con, "link")
