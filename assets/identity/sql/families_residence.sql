@@ -12,8 +12,8 @@
 -- Where a source gives no end, the record's deletion from the snapshots ends it (history
 -- valid_to of the last version). known_from is the drop that first delivered the residence
 -- and end_known_from the drop from which its end was known (fam_end_known), so that the
--- features can ask where a person was known to live at a past date. Successive history versions of the same address and start
--- are one residence: the latest version's end wins. The MASH's typed address is not used
+-- features can ask where a person was known to live at a past date. Successive history
+-- versions of the same address and start are one residence: the latest version's end wins. The MASH's typed address is not used
 -- (a referrer's one-off note, not a residence with a period).
 --
 -- Normalised address (address_key): the UPRN where the source gives one; else a UPRN
