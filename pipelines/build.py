@@ -52,7 +52,7 @@ def dagster_instance(home: Path) -> dg.DagsterInstance:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     if REPO_DAGSTER_YAML.exists() and not (dagster_home / "dagster.yaml").exists():
-        shutil.copy(REPO_DAGSTER_YAML, dagster_home / "dagster.yaml")
+        shutil.copyfile(REPO_DAGSTER_YAML, dagster_home / "dagster.yaml")  # made under the umask
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dg.DagsterInstance.get()
 
@@ -64,6 +64,16 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
     landing, home = Path(landing).resolve(), Path(home).resolve()
     if not landing.is_dir():
         raise FileNotFoundError(f"no landing folder at {landing}")
+    # HOME holds identifiable data (the databases, staged Parquet, the review queue): every
+    # file and folder the build creates there is its owner's only
+    previous_umask = os.umask(0o077)
+    try:
+        return _build(landing, home, truth)
+    finally:
+        os.umask(previous_umask)
+
+
+def _build(landing: Path, home: Path, truth: Path | None) -> BuildResult:
     warehouse = Warehouse(home=str(home), landing=str(landing))
     instance = dagster_instance(home)
     build_id = uuid.uuid4().hex

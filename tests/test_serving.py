@@ -57,6 +57,16 @@ def test_a_build_publishes_both_serving_files_and_the_reports(home):
     assert (folder / "reports" / "data_dictionary.html").exists()
 
 
+def test_everything_a_build_writes_under_home_is_its_owners_only(home):
+    """Databases, staged Parquet, the review queue, reports and the Dagster instance hold
+    identifiable data or keys: no file or folder under HOME is open to group or others."""
+    _, folder = home
+    open_to_others = [str(p.relative_to(folder)) for p in [folder, *folder.rglob("*")]
+                      if not p.is_symlink() and p.stat().st_mode & 0o077]
+    assert not open_to_others, open_to_others[:10]
+    assert (folder / "review" / "queue.csv").exists() and any((folder / "staged").rglob("*.parquet"))
+
+
 def test_a_build_publishes_the_features_and_writes_the_model_card(home):
     """The small city has no month-end whose twelve months have passed, so no model can be
     tested: the card must say so rather than report a model."""
