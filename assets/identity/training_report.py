@@ -49,8 +49,6 @@ def chart_specs(con: duckdb.DuckDBPyConnection, model_path: Path, tables: dict[s
     """Splink's chart specifications (Vega-Lite, data inline) for the model at
     model_path over the records in `tables`; scored_pairs names a table of this run's
     scored pairs (with match_weight), or None."""
-    from splink.internals.splink_dataframe import SplinkDataFrame  # noqa: F401 (Splink is loaded by now)
-
     linker = linker_for(con, tables, load_model(model_path), validate=False)
     specs = {"match_weights": linker.visualisations.match_weights_chart().chart_dict,
              "m_u": linker.visualisations.m_u_parameters_chart().chart_dict,
