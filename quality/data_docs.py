@@ -10,6 +10,15 @@ behind. With one (``HOME/reports``) the context keeps its stores on disk:
 - ``reports/gx/``: the Data Docs site, entry page ``reports/gx/index.html``, with one
   page per suite and per validation result and an index of them all, newest first.
 
+Values read from the batch (unexpected values, observed column names, error messages)
+are supplier text, and GX renders them into its pages as raw markup. The validation
+results store here (``_escaping_store_class``) therefore HTML-escapes every
+string of each expectation's ``result`` and ``exception_info`` as it writes a result,
+and as it reads one an older release wrote unescaped (the first build after an upgrade
+rewrites those and renders every page again), so no page shows them as markup.
+The result a validation returns is untouched: ``audit.gx_validation`` keeps the raw
+samples (``quality/expectations.py``).
+
 ``build_site`` prunes old results, renders the pages not yet rendered and rewrites the
 index. Callers validating several tables run them with ``build_docs=False`` and build
 once at the end, so the site is current whichever run validated last. A lock file
@@ -22,6 +31,10 @@ GX is imported only inside functions: it costs seconds and ~140 MB to import.
 from __future__ import annotations
 
 import contextlib
+import functools
+import html
+import json
+import shutil
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +45,10 @@ from .filelock import exclusive_lock
 
 KEEP_PER_SUITE = 30  # validation results kept per suite (about one per build)
 SITE_NAME = "earlyhelp"
+ESCAPED_MARK = "earlyhelp_batch_values_escaped"  # in a stored result's meta: escape it only once
+# In the site folder: every page there was rendered from escaped results. Sites built
+# before escaping lack it and are rendered again, all pages, at the next build.
+SITE_ESCAPED_MARKER = ".batch-values-escaped"
 
 _CONTEXTS: dict[str | None, object] = {}
 
@@ -58,6 +75,9 @@ def _config(reports_dir: Path | None):
         for name, folder in (("expectations_store", "expectations"), ("validation_results_store", "validations")):
             config.stores[name]["store_backend"] = {
                 "class_name": "TupleFilesystemStoreBackend", "base_directory": str(store / folder)}
+        # GX swaps in its default for a results store whose class_name is not exactly
+        # "ValidationResultsStore"; the module name picks the escaping one here instead.
+        config.stores["validation_results_store"].update(module_name=__name__, class_name="ValidationResultsStore")
         config.data_docs_sites = {SITE_NAME: {
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
@@ -66,6 +86,57 @@ def _config(reports_dir: Path | None):
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         }}
     return config
+
+
+def escape_batch_values(document: dict) -> dict:
+    """A suite validation result as JSON, with every string its expectations read from
+    the batch HTML-escaped (unexpected values and their counts, observed values, details,
+    error messages) and marked so; a result already marked is returned as it is."""
+    meta = document.setdefault("meta", {})
+    if meta.get(ESCAPED_MARK):
+        return document
+    for result in document.get("results", []):
+        for part in ("result", "exception_info"):
+            result[part] = _escaped(result.get(part))
+    meta[ESCAPED_MARK] = True
+    return document
+
+
+def _escaped(value):
+    if isinstance(value, str):
+        return html.escape(value)
+    if isinstance(value, dict):  # keys too: a value count may be keyed by the value
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escaped(v) for v in value]
+    return value
+
+
+@functools.cache
+def _escaping_store_class():
+    from great_expectations.data_context.store import ValidationResultsStore
+
+    class EscapingValidationResultsStore(ValidationResultsStore):
+        """Writes results with their batch values escaped, and escapes older unescaped
+        ones as it reads them (the site builder renders pages from what it reads)."""
+
+        def serialize(self, value):
+            return self._expectationSuiteValidationResultSchema.dumps(
+                escape_batch_values(value.to_json_dict()), indent=2, sort_keys=True)
+
+        def deserialize(self, value):
+            return super().deserialize(escape_batch_values(json.loads(value) if isinstance(value, (str, bytes))
+                                                           else value))
+
+    return EscapingValidationResultsStore
+
+
+def __getattr__(name: str):
+    # GX loads a store class by module and class name; it is made on first use so that
+    # importing this module does not import GX.
+    if name == "ValidationResultsStore":
+        return _escaping_store_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_context(reports_dir: Path | None = None):
@@ -158,13 +229,21 @@ def _build(context, keep: int) -> None:
     # A result's page never changes once rendered: render only results without one, and
     # every suite (its rules may have changed). Rewriting the index drops the pages of
     # pruned results.
-    pages = site_dir_of(context) / "validations"
+    site = site_dir_of(context)
+    pages = site / "validations"
+    marker = site / SITE_ESCAPED_MARKER
+    if not marker.exists():  # an older release stored and rendered raw values: escape and render all again
+        for key in kept:
+            results.set(key, results.get(key))  # escaped as it is read, stored escaped and marked
+        shutil.rmtree(pages, ignore_errors=True)
     rendered = {p.relative_to(pages).with_suffix("").parts for p in pages.rglob("*.html")} if pages.exists() else set()
     identifiers = [k for k in kept if tuple(k.to_tuple()) not in rendered]
     identifiers += [ExpectationSuiteIdentifier(name) for name in context.suites.all_names()] \
         if hasattr(context.suites, "all_names") else [ExpectationSuiteIdentifier(s.name) for s in context.suites.all()]
     if identifiers:  # an empty list would mean "render everything"
         context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=identifiers)
+    site.mkdir(parents=True, exist_ok=True)
+    marker.touch()
 
 
 def site_dir_of(context) -> Path:

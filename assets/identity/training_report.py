@@ -15,6 +15,7 @@ import html
 import json
 import math
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 
@@ -85,7 +86,7 @@ def render(model_path: Path, prior_path: Path, specs: dict[str, dict]) -> str:
     sessions = record.get("em_sessions", [])
     parts = [
         f"<h1>Person model {html.escape(Path(model_path).name)}</h1>",
-        "<p>" + (f"Fitted {html.escape(record.get('fitted_at', ''))} to "
+        "<p>" + (f"Fitted {html.escape(str(record.get('fitted_at', '')))} to "
                  f"{record.get('records', 0):,} records of this deployment, starting from the prior "
                  f"<code>{html.escape(str(record.get('prior', '')))}</code>. No truth was used: u by random "
                  "sampling, m by expectation maximisation, the prior from the blocks' matching pairs. The match "
@@ -98,7 +99,7 @@ def render(model_path: Path, prior_path: Path, specs: dict[str, dict]) -> str:
                 "prior it implies"],
                [[s["block"], s["pairs"], s.get("iterations"), s.get("share_matching"), s.get("matching_pairs"),
                  s.get("share_of_matches_held"), s.get("prior", s.get("skipped"))] for s in sessions]),
-        f"<p>Probability two random records match: <b>{_fmt(raw['probability_two_random_records_match'])}</b>"
+        f"<p>Probability two random records match: <b>{html.escape(_fmt(raw['probability_two_random_records_match']))}</b>"
         f" (the median of the blocks' estimates).</p>",
         "<h2>Settings</h2>",
         _table(["setting", "value"], [[k, json.dumps(v)] for k, v in record.get("settings", {}).items()]),
@@ -141,9 +142,18 @@ def write_training_report(con: duckdb.DuckDBPyConnection, model_path: Path, prio
     partial.write_text(render(model_path, prior_path, chart_specs(con, model_path, tables, scored_pairs)),
                        encoding="utf-8")
     partial.replace(page)
+    write_index(out_dir)
+    return page
+
+
+def write_index(out_dir: Path) -> Path:
+    """out_dir/index.html: a link to every report there, newest first."""
     reports = sorted((p for p in out_dir.glob("*.html") if p.name != "index.html"), reverse=True)
-    items = "".join(f"<li><a href='{html.escape(p.name)}'>{html.escape(p.stem)}</a></li>" for p in reports)
-    (out_dir / "index.html").write_text(
+    # "./" and percent-encoding keep each link a file beside the index: a name such as
+    # "javascript:alert(1).html" would otherwise be read as a URL scheme and run.
+    items = "".join(f"<li><a href='./{html.escape(quote(p.name))}'>{html.escape(p.stem)}</a></li>" for p in reports)
+    index = out_dir / "index.html"
+    index.write_text(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Person models</title></head><body>"
         f"<h1>Person models fitted in this deployment</h1><ul>{items}</ul></body></html>", encoding="utf-8")
-    return page
+    return index
