@@ -2,8 +2,9 @@
 
 Each NDJSON line is one resource. Lines are read with their line numbers and flattened
 in DuckDB's JSON functions; extensions are found by their url, never by position. A
-line that is not JSON, or not the resource type its file promises, is an issue for
-quarantine with its line number; the rest of the file is staged.
+line that is not JSON, or not the resource type its file promises, or longer than
+``staging.MAX_RECORD_BYTES``, is an issue for quarantine with its line number; the rest
+of the file is staged.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import staging
 from .contracts import Contract, load_contract
 from .drops import Drop
 from .staging import ISSUE_SCHEMA, RawTable
@@ -134,8 +136,10 @@ def read_drop(con: duckdb.DuckDBPyConnection, drop: Drop) -> dict[str, RawTable]
 
 def _parse_lines(con: duckdb.DuckDBPyConnection, path: Path, resource_type: str) -> pa.Table:
     """Parse each line once into the resource's shape, in the temp table ``_lines``
-    (r, _line), and return issues for lines that are not JSON or not the resource type
-    the file promises."""
+    (r, _line), and return issues for lines that are not JSON, not the resource type the
+    file promises, or too long to be read (those are never parsed)."""
+    limit, shown = staging.MAX_RECORD_BYTES, staging.SHOWN_CHARS
+    too_long = staging.too_long_message("a line of {:,} bytes").replace("'", "''")  # for DuckDB's format()
     lines = read_lines(path.read_bytes())
     raw = pa.table({"text": lines, "_line": pa.array(np.arange(1, len(lines) + 1, dtype=np.int64))})
     raw = pa.Table.from_batches(raw.to_batches(max_chunksize=20_000), raw.schema)  # batches DuckDB can parse in parallel
@@ -144,7 +148,7 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, path: Path, resource_type: str)
         parse = f"""
             CREATE OR REPLACE TEMP TABLE _parsed AS
             SELECT <try>(from_json(text, '{SHAPES[resource_type]}')) AS r, _line
-            FROM _text WHERE NOT {BLANK}"""
+            FROM _text WHERE NOT {BLANK} AND strlen(text) <= {limit}"""
         try:  # try() costs twice the parse: it is needed only when a line is not JSON
             con.execute(parse.replace("<try>", ""))
         except duckdb.Error:
@@ -154,12 +158,15 @@ def _parse_lines(con: duckdb.DuckDBPyConnection, path: Path, resource_type: str)
         bad = con.sql(f"""
             SELECT _line AS line_no, NULL AS column_name,
                    CASE WHEN r IS NULL THEN 'unreadable_line' ELSE 'wrong_resource_type' END AS rule,
-                   'hard' AS severity, left(text, 500) AS raw_value,
+                   'hard' AS severity, left(text, {shown}) AS raw_value,
                    CASE WHEN r IS NOT NULL THEN 'not a {resource_type} resource'
                         WHEN json_valid(text) THEN 'JSON, but not in the shape of a {resource_type} resource'
                         ELSE 'not valid JSON' END AS message
             FROM (SELECT r, _line FROM _parsed WHERE r IS NULL OR r.resourceType IS DISTINCT FROM '{resource_type}')
                  JOIN _text USING (_line)
+            UNION ALL
+            SELECT _line, NULL, 'record_too_long', 'hard', left(text, {shown}), format('{too_long}', strlen(text))
+            FROM _text WHERE strlen(text) > {limit} AND NOT {BLANK}
             ORDER BY _line""").to_arrow_table()
     finally:
         con.unregister("_text")

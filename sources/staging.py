@@ -33,6 +33,14 @@ ISSUE_SCHEMA = pa.schema([
     ("line_no", pa.int64()), ("column_name", pa.string()), ("rule", pa.string()),
     ("severity", pa.string()), ("raw_value", pa.string()), ("message", pa.string()),
 ])
+# The longest record read, in bytes, its line end not counted: a line (CSV or NDJSON), or
+# the lines of one quoted CSV value. A longer one is one quarantined row
+# (``record_too_long``) and the rest of the file is read. Arrow cannot parse a record
+# longer than its block ("straddling object"), and a 50 MB value is no child's record.
+# Read when a file is read, so a test can lower it.
+MAX_RECORD_BYTES = 1 << 20
+# Of a line that cannot be read, this many characters are kept as the issue's raw_value.
+SHOWN_CHARS = 500
 SQL_TYPE = {"text": "VARCHAR", "integer": "BIGINT", "decimal": "DOUBLE", "date": "DATE", "datetime": "TIMESTAMP",
             "timestamp": "TIMESTAMPTZ", "boolean": "BOOLEAN", "flag": "BOOLEAN", "json": "JSON"}
 
@@ -84,22 +92,33 @@ def read_csv_bytes(data: bytes, encoding: str) -> RawTable:
     """A CSV file's bytes as text rows, each with the physical line it started on.
 
     Every data line ends up in exactly one place: in a record of ``rows``, or in
-    ``issues`` as a line that could not be read (not decodable, wrong number of fields,
-    a quote never closed). So ``RawTable.delivered`` counts the rows the system sent.
+    ``issues`` as a line that could not be read (longer than ``MAX_RECORD_BYTES``, not
+    decodable, wrong number of fields, a quote never closed). So ``RawTable.delivered``
+    counts the rows the system sent.
 
     Arrow parses the usual file (one record per line, quotes balanced, lines ended by
     \\n or \\r\\n). Any other file (a quoted value or a blank line spanning lines, an
     odd quote, a lone \\r) is read record by record, which finds the line a stray quote
     opened on and carries on reading from the next one instead of merging the lines."""
     data, bad = _as_utf8(data, encoding)
+    data, too_long = _cut_long_lines(data, [b["line_no"] for b in bad if b["line_no"] > 1])
+    bad = sorted(bad + too_long, key=lambda i: i["line_no"])
     removed = [b["line_no"] for b in bad if b["line_no"] > 1]  # the header line is kept, whatever it holds
     if not data.strip():
         return RawTable(pa.table({"_line": pa.array([], pa.int64())}), _issues(bad), [])
-    header = next(csv.reader([data.split(b"\n", 1)[0].decode("utf-8").rstrip("\r")]), [])
-    table, unreadable = _parse(data, header, use_threads=True)
-    if any(u["line_no"] is None for u in unreadable):  # Arrow numbers bad rows only when single-threaded
-        table, unreadable = _parse(data, header, use_threads=False)
-    if _one_record_per_line(data, table, unreadable, removed):
+    header_line = data.split(b"\n", 1)[0]
+    header = next(csv.reader([header_line.decode("utf-8").rstrip("\r")]), [])
+    # Every line left fits one block; a quoted value over many lines may not, and sends the
+    # file to the record-by-record reading, as any value over many lines does.
+    block_size = max(pacsv.ReadOptions().block_size, MAX_RECORD_BYTES + 2, len(header_line) + 1)
+    try:
+        table, unreadable = _parse(data, header, use_threads=True, block_size=block_size)
+        if any(u["line_no"] is None for u in unreadable):  # Arrow numbers bad rows only when single-threaded
+            table, unreadable = _parse(data, header, use_threads=False, block_size=block_size)
+        by_line = _one_record_per_line(data, table, unreadable, removed)
+    except pa.ArrowInvalid:  # "straddling object": a record over many lines, longer than a block
+        by_line = False
+    if by_line:
         lines = _line_map(data.count(b"\n") + (not data.endswith(b"\n")), removed)
         skipped = np.asarray([u["line_no"] for u in unreadable], np.int64)
         data_lines = np.arange(2, len(lines) + 1)  # Arrow's record number is the line number here
@@ -113,18 +132,18 @@ def read_csv_bytes(data: bytes, encoding: str) -> RawTable:
     return RawTable(table, _issues(sorted(bad + unreadable, key=lambda i: i["line_no"])), header)
 
 
-def _parse(data: bytes, header: list[str], use_threads: bool):
+def _parse(data: bytes, header: list[str], use_threads: bool, block_size: int):
     unreadable: list[dict] = []
 
     def on_invalid(row) -> str:
         unreadable.append({"line_no": row.number, "column_name": None, "rule": "unreadable_line",  # a record number
-                           "severity": "hard", "raw_value": row.text[:500],
+                           "severity": "hard", "raw_value": row.text[:SHOWN_CHARS],
                            "message": f"{row.actual_columns} fields where the header has {row.expected_columns}"})
         return "skip"
 
     table = pacsv.read_csv(
         io.BytesIO(data),
-        read_options=pacsv.ReadOptions(use_threads=use_threads),
+        read_options=pacsv.ReadOptions(use_threads=use_threads, block_size=block_size),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
                                              strings_can_be_null=True, quoted_strings_can_be_null=True),
@@ -143,9 +162,51 @@ def _one_record_per_line(data: bytes, table: pa.Table, unreadable: list[dict], r
             and data.count(b'"') % 2 == 0 and data.count(b"\r") == data.count(b"\r\n"))
 
 
+def _cut_long_lines(data: bytes, removed: list[int]) -> tuple[bytes, list[dict]]:
+    """The UTF-8 text less its data lines longer than ``MAX_RECORD_BYTES``, and those lines
+    as issues, with their physical line numbers (the file less the ``removed`` lines is
+    read) and only the start of their text.
+
+    They are cut before Arrow or the csv module reads the text, so that Arrow never meets
+    a line longer than its block and a 50 MB line is neither parsed nor copied (the rest
+    of the file is copied once). Bytes are counted in UTF-8, as Arrow reads them. The
+    header is kept, whatever its length."""
+    limit = MAX_RECORD_BYTES
+    if len(data) <= limit:  # no line can be too long: the usual file is not scanned
+        return data, []
+    octets = np.frombuffer(data, np.uint8)
+    ends = np.append(np.flatnonzero(octets == ord("\n")), len(data))  # where each line's \n is (or would be)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts
+    lengths -= (lengths > 0) & (octets[np.maximum(ends - 1, 0)] == ord("\r"))  # a \r\n line end is not counted
+    long = np.flatnonzero(lengths > limit)
+    long = long[long > 0]  # index 0 is the header
+    if not len(long):
+        return data, []
+    physical = _line_map(len(ends), removed)
+    view, kept, issues, at = memoryview(data), [], [], 0
+    for i in long.tolist():
+        kept.append(view[at:starts[i]])
+        at = int(ends[i]) + 1
+        issues.append({"line_no": int(physical[i]), "column_name": None, "rule": "record_too_long", "severity": "hard",
+                       "raw_value": _shown(view[starts[i]:min(ends[i], starts[i] + 4 * SHOWN_CHARS)]),
+                       "message": too_long_message(f"a line of {int(lengths[i]):,} bytes")})
+    kept.append(view[at:])
+    return b"".join(kept), issues
+
+
+def _shown(start: memoryview) -> str:
+    """The first SHOWN_CHARS characters of UTF-8 bytes (a character is at most 4 bytes)."""
+    return bytes(start).decode("utf-8", errors="replace")[:SHOWN_CHARS].rstrip("\r\n")
+
+
+def too_long_message(what: str) -> str:
+    return f"{what}, longer than the {MAX_RECORD_BYTES:,}-byte limit for one record (not read)"
+
+
 def _line_map(lines: int, removed: list[int]) -> np.ndarray:
     """The physical line number of each of the ``lines`` lines of the text read (the file
-    less the ``removed`` lines, which could not be decoded): element i - 1 is the
+    less the ``removed`` lines, undecodable or too long): element i - 1 is the
     physical line of line i."""
     total = lines + len(removed)
     keep = np.ones(total + 1, dtype=bool)
@@ -167,25 +228,44 @@ def _read_by_record(text: str, removed: list[int]) -> tuple[list[str], pa.Table,
     does not have the header's number of fields (or that reaches the end of the file
     inside quotes) is taken for a quote opened by mistake on its first line: that line
     is unreadable, and reading starts again on the next line, so one stray quote costs
-    one row, not the rest of the file."""
+    one row, not the rest of the file.
+
+    A record stops being read when it grows past ``MAX_RECORD_BYTES``. If its quotes close
+    further on, in a record of the header's number of fields, it is one row too long
+    (``record_too_long``, on its first line) and reading goes on after it; otherwise its
+    quote was opened by mistake, as above."""
     parts = text.split("\n")
     lines = [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
     physical = _line_map(len(lines), removed)  # physical[i]: the physical line of lines[i]
-    feed = _Lines(lines)
+    # The csv module refuses a value over its own limit (128 KiB by default, for the whole
+    # process): raised to ours, so that one limit holds whichever way a file is read.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES))
+    feed = _Lines(lines, MAX_RECORD_BYTES)
     reader = csv.reader(feed)  # the reader takes lines only as a record needs them, from feed.at
     header: list[str] | None = None
     records, starts, unreadable = [], [], []
 
-    def cannot_read(first: int, message: str) -> None:
-        unreadable.append({"line_no": int(physical[first]), "column_name": None, "rule": "unreadable_line",
-                           "severity": "hard", "raw_value": lines[first][:500].rstrip("\r\n"), "message": message})
+    def cannot_read(first: int, message: str, rule: str = "unreadable_line") -> None:
+        unreadable.append({"line_no": int(physical[first]), "column_name": None, "rule": rule,
+                           "severity": "hard", "raw_value": lines[first][:SHOWN_CHARS].rstrip("\r\n"), "message": message})
 
     while True:
-        first = feed.at
+        first = feed.start_record()
         try:
             record = next(reader)
         except StopIteration:
             break
+        except _RecordTooLong:
+            last = _quotes_close(lines, first)
+            size = _record_bytes(lines[first:last + 1]) if last is not None else 0
+            if header is not None and size > MAX_RECORD_BYTES and _fields(lines[first:last + 1]) == len(header):
+                cannot_read(first, too_long_message(f"a record of {size:,} bytes on lines {physical[first]}"
+                                                    f" to {physical[last]}"), rule="record_too_long")
+                feed.at = last + 1
+            else:
+                cannot_read(first, "a quote opened on this line is never closed (unterminated quoted value)")
+                feed.at = first + 1
+            continue
         except csv.Error as error:  # the reader stopped inside this record: read on from the next line
             cannot_read(first, "a line break (\\r) inside an unquoted value" if "new-line character" in str(error)
                         else f"not a CSV record: {error}")
@@ -213,12 +293,22 @@ def _read_by_record(text: str, removed: list[int]) -> tuple[list[str], pa.Table,
     return header, table, np.asarray(starts, dtype=np.int64), unreadable
 
 
+class _RecordTooLong(Exception):
+    """A record read on past the limit: raised through csv.reader, which then starts afresh."""
+
+
 class _Lines:
     """The lines of a file for csv.reader, from index ``at`` on; setting ``at`` between
-    records makes the reader go back (or on) to that line."""
+    records makes the reader go back (or on) to that line. A record that takes lines
+    past ``limit`` bytes in all raises _RecordTooLong instead of being read further."""
 
-    def __init__(self, lines: list[str]):
-        self.lines, self.at = lines, 0
+    def __init__(self, lines: list[str], limit: int):
+        self.lines, self.at, self.limit = lines, 0, limit
+        self.record_bytes = 0
+
+    def start_record(self) -> int:
+        self.record_bytes = 0
+        return self.at
 
     def __iter__(self):
         return self
@@ -226,8 +316,39 @@ class _Lines:
     def __next__(self) -> str:
         if self.at >= len(self.lines):
             raise StopIteration
+        line = self.lines[self.at]
+        self.record_bytes += _octets(line)
+        if self.record_bytes > self.limit + 2:  # + its line end, which the limit does not count
+            raise _RecordTooLong
         self.at += 1
-        return self.lines[self.at - 1]
+        return line
+
+
+def _octets(text: str) -> int:
+    """Bytes of ``text`` in UTF-8; isascii() is a flag lookup, so the usual line costs nothing."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _quotes_close(lines: list[str], first: int) -> int | None:
+    """The index of the line a record opened on ``lines[first]`` ends on, counting quotes
+    ("" inside a value counts twice, so keeps the count even); None if it never ends."""
+    odd = False
+    for i in range(first, len(lines)):
+        odd ^= lines[i].count('"') % 2 == 1
+        if not odd:
+            return i
+    return None
+
+
+def _record_bytes(lines: list[str]) -> int:
+    """Bytes of the record these lines make, its last line end not counted."""
+    return sum(_octets(line) for line in lines) - (len(lines[-1]) - len(lines[-1].rstrip("\r\n")))
+
+
+def _fields(lines: list[str]) -> int:
+    """Fields of the record these lines make: commas outside quotes, plus one."""
+    outside = "".join(lines).split('"')[::2]
+    return 1 + sum(part.count(",") for part in outside)
 
 
 def _ends_inside_quotes(record: str) -> bool:
@@ -254,12 +375,27 @@ def _as_utf8(data: bytes, encoding: str) -> tuple[bytes, list[dict]]:
         data, encoding = data[len(codecs.BOM_UTF8):], "utf-8"
     elif encoding == "utf-8-sig":
         encoding = "utf-8"
+    if encoding == "utf-8" and _is_utf8(data):
+        return data, []
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError:
         text, bad = _decode_by_line(data, encoding)
         return text.encode("utf-8"), bad
     return (data if encoding == "utf-8" else text.encode("utf-8")), []
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether the bytes are valid UTF-8, checked by Arrow in place: bytes.decode() would
+    build a string three times the file's size only to throw it away. Arrow accepts and
+    refuses exactly what Python's decoder does (surrogates, overlong forms, past U+10FFFF)."""
+    whole = pa.LargeBinaryArray.from_buffers(  # the bytes as one value, without a copy
+        pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(data)], np.int64)), pa.py_buffer(data)])
+    try:
+        whole.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def read_csv_drop(contract: Contract, drop) -> dict[str, RawTable]:
@@ -282,7 +418,7 @@ def _decode_by_line(data: bytes, encoding: str) -> tuple[str, list[dict]]:
             good.append(raw.decode(encoding))
         except UnicodeDecodeError as error:
             bad.append({"line_no": number, "column_name": None, "rule": "wrong_encoding", "severity": "hard",
-                        "raw_value": raw.decode(encoding, errors="replace")[:500],
+                        "raw_value": raw.decode(encoding, errors="replace")[:SHOWN_CHARS],
                         "message": f"not valid {encoding}: {error.reason} at byte {error.start}"})
             if number == 1:
                 good.append(raw.decode(encoding, errors="replace"))
