@@ -45,14 +45,25 @@ def staging_asset(system: str) -> dg.AssetsDefinition:
                 context.log.error(f"drop rejected, warehouse keeps its last good state: {problem}")
         metadata = {
             "drops_staged": len(summary.staged), "drops_unchanged": len(summary.unchanged),
-            "drops_rejected": len(summary.rejected), "rows_delivered": summary.rows_delivered,
+            "drops_rejected": len(summary.rejected), "drops_held": len(summary.held),
+            "landing_ignored": len(summary.ignored), "rows_delivered": summary.rows_delivered,
             "rows_staged": summary.rows_staged, "rows_quarantined": summary.rows_quarantined,
             "values_flagged": summary.values_flagged,
         }
-        if summary.rejected:
+        for name in summary.ignored:
+            context.log.warning(f"landing: {name}")
+        for date, reasons in summary.held.items():
+            for reason in reasons:
+                context.log.error(f"drop held, not staged: {reason}")
+        if summary.rejected or summary.held:
+            problems = [p for ps in summary.rejected.values() for p in ps]
+            held = [r for rs in summary.held.values() for r in rs]
             raise dg.Failure(
-                description=f"{len(summary.rejected)} {system} drop(s) rejected: "
-                            + "; ".join(p for ps in summary.rejected.values() for p in ps),
+                description="; ".join(
+                    ([f"{len(summary.rejected)} {system} drop(s) rejected: " + "; ".join(problems)] if problems else [])
+                    + ([f"{len(summary.held)} {system} drop(s) held by the mass-deletion guard: " + "; ".join(held)
+                        + f" (if real: earlyhelp accept-deletions --home HOME --system {system} --date DATE)"]
+                       if held else [])),
                 metadata=metadata)
         return dg.MaterializeResult(metadata=metadata)
 

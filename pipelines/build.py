@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -21,11 +21,12 @@ from assets.features.assets import features_assets, features_checks
 from assets.identity.assets import identity_persons
 from assets.staging import drop_partitions, staging_checks
 from assets.warehouse_assets import warehouse_assets, warehouse_checks
-from pipelines.resources import Warehouse
+from pipelines.home_lock import holding_home
+from pipelines.resources import Warehouse, recover_dead_runs
 from pipelines.sensors import ASSET_OF
 from quality.audit import finish_run, start_run, summarise_quarantine
 from quality.report import write_quality_report
-from sources.drops import SYSTEMS, find_drops
+from sources.drops import SYSTEMS, find_drops, ignored_in_landing
 
 CHECKS_OF = {system: [c for c in [*staging_checks, *staging_quality]
                       if next(iter(c.check_keys)).asset_key.path == ["staging", system]] for system in SYSTEMS}
@@ -41,6 +42,8 @@ class BuildResult:
     summary: list[tuple]
     identity: dict | None = None  # what the identity run found, and its evaluation
     model: dict | None = None  # the baseline risk model's run (features.model_run)
+    recovered: dict | None = None  # runs of earlier processes found dead and marked failed
+    ignored: list[str] = field(default_factory=list)  # landing entries that are not drops (audit.landing_ignored)
 
     @property
     def ok(self) -> bool:
@@ -57,10 +60,13 @@ def dagster_instance(home: Path) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
+def build(landing: Path, home: Path, truth: Path | None = None, *, wait: bool = False, on_wait=None) -> BuildResult:
     """Stage every drop, then link identity. With a truth folder (synthetic cities only),
     score identity against it and keep the figures in audit.identity_evaluation. Every
-    build is a row of audit.run, and ends with the quality report under HOME/reports."""
+    build is a row of audit.run, and ends with the quality report under HOME/reports.
+
+    One build at a time per HOME: if another holds it, raise HomeBusy, or with ``wait``
+    call ``on_wait(holder)`` and wait for it. Runs that died before are marked failed."""
     landing, home = Path(landing).resolve(), Path(home).resolve()
     if not landing.is_dir():
         raise FileNotFoundError(f"no landing folder at {landing}")
@@ -68,7 +74,9 @@ def build(landing: Path, home: Path, truth: Path | None = None) -> BuildResult:
     # file and folder the build creates there is its owner's only
     previous_umask = os.umask(0o077)
     try:
-        return _build(landing, home, truth)
+        home.mkdir(parents=True, exist_ok=True)
+        with holding_home(home, "earlyhelp build", wait=wait, on_wait=on_wait):
+            return _build(landing, home, truth)
     finally:
         os.umask(previous_umask)
 
@@ -78,6 +86,7 @@ def _build(landing: Path, home: Path, truth: Path | None) -> BuildResult:
     instance = dagster_instance(home)
     build_id = uuid.uuid4().hex
     tags = {"earlyhelp/command": "build", BUILD_TAG: build_id}
+    recovered = recover_dead_runs(warehouse, instance)
     with warehouse.connect() as con:
         start_run(con, build_id, "build")
     runs, identity, model = {}, None, None
@@ -117,7 +126,8 @@ def _build(landing: Path, home: Path, truth: Path | None) -> BuildResult:
             finish_run(con, build_id, "success" if ok else "failed",
                        ", ".join(s for s, r in runs.items() if not r) or None)
             write_quality_report(con, warehouse.reports_dir)
-    return BuildResult(home, runs, _summary(warehouse.build_db), identity, model)
+    ignored = [f"{system}/{name}: {why}" for system in SYSTEMS for name, why in ignored_in_landing(landing, system)]
+    return BuildResult(home, runs, _summary(warehouse.build_db), identity, model, recovered, ignored)
 
 
 def _model_summary(warehouse: Warehouse) -> dict:
@@ -155,8 +165,9 @@ def _summary(build_db: Path) -> list[tuple]:
             WITH drops AS (
                 SELECT system,
                        count(*) FILTER (WHERE status = 'staged') AS staged,
-                       count(*) FILTER (WHERE status = 'rejected') AS rejected
-                FROM (SELECT * FROM audit.drop QUALIFY row_number() OVER (
+                       count(*) FILTER (WHERE status = 'rejected') AS rejected,
+                       count(*) FILTER (WHERE status = 'held') AS held
+                FROM (SELECT * FROM audit.drop WHERE status <> 'interrupted' QUALIFY row_number() OVER (
                           PARTITION BY system, extract_date ORDER BY recorded_at DESC) = 1)
                 GROUP BY system
             ), files AS (
@@ -164,17 +175,24 @@ def _summary(build_db: Path) -> list[tuple]:
                        sum(quarantined_rows) AS quarantined, sum(flagged_values) AS flagged
                 FROM audit.drop_file_loaded GROUP BY system
             )
-            SELECT system, staged, rejected, coalesce(delivered, 0), coalesce(staged_rows, 0),
+            SELECT system, staged, rejected, held, coalesce(delivered, 0), coalesce(staged_rows, 0),
                    coalesce(quarantined, 0), coalesce(flagged, 0)
             FROM drops LEFT JOIN files USING (system) ORDER BY system
         """).fetchall()
 
 
 def print_summary(result: BuildResult) -> None:
-    print(f"{'system':<12} {'drops':>6} {'rejected':>9} {'rows in':>11} {'staged':>11} {'quarantined':>12} {'flagged':>8}  run")
-    for system, staged, rejected, delivered, rows, quarantined, flagged in result.summary:
+    if result.recovered and (result.recovered["audit"] or result.recovered["dagster"]):
+        print(f"found dead and marked failed: {len(result.recovered['audit'])} build(s) in audit.run, "
+              f"{len(result.recovered['dagster'])} Dagster run(s)")
+    print(f"{'system':<12} {'drops':>6} {'rejected':>9} {'held':>5} {'rows in':>11} {'staged':>11} {'quarantined':>12} "
+          f"{'flagged':>8}  run")
+    for system, staged, rejected, held, delivered, rows, quarantined, flagged in result.summary:
         status = {True: "ok", False: "FAILED", None: "-"}[result.runs.get(system)]
-        print(f"{system:<12} {staged:>6} {rejected:>9} {delivered:>11,} {rows:>11,} {quarantined:>12,} {flagged:>8,}  {status}")
+        print(f"{system:<12} {staged:>6} {rejected:>9} {held:>5} {delivered:>11,} {rows:>11,} {quarantined:>12,} "
+              f"{flagged:>8,}  {status}")
+    for name in result.ignored:
+        print(f"landing, not a drop (ignored, in audit.landing_ignored): {name}")
     if result.identity:
         i = result.identity
         print(f"identity: {i['records']:,} records -> {i['persons']:,} persons, {i['families']:,} families; "

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="where the build keeps its database, Dagster instance, staged Parquet and reports")
     build.add_argument("--truth", type=Path, default=None,
                        help="a synthetic city's truth/ folder: score identity against it after the build")
+    build.add_argument("--wait", action="store_true",
+                       help="if another build holds HOME, wait for it to finish (default: refuse, exit code 3)")
 
     link = commands.add_parser("link", help="link any person table (Parquet or CSV) into persons",
                                description="Input columns: record_id, source, forename, middle_names, surname, "
@@ -69,7 +71,20 @@ def main(argv: list[str] | None = None) -> int:
                        help="write the model here instead of into HOME (e.g. assets/identity/model/person_model_v2.json "
                             "to replace the shipped prior)")
 
+    accept = commands.add_parser(
+        "accept-deletions", help="let a held snapshot through the mass-deletion guard at the next build",
+        description="A snapshot that would delete more of a table's current records than quality/thresholds.yaml "
+                    "allows (mass_deletion) is held, not staged, and the build fails. If the deletions are real, "
+                    "accept that delivery here (the acceptance is recorded in audit.deletion_acceptance with its "
+                    "fingerprint, your user name and the time; a different delivery for the date is judged afresh), "
+                    "then build again.")
+    accept.add_argument("--home", type=Path, required=True, help="the build's HOME")
+    accept.add_argument("--system", required=True, help="the system whose drop was held")
+    accept.add_argument("--date", type=_date, required=True, help="the held drop's extract date")
+
     args = parser.parse_args(argv)
+    if args.command == "accept-deletions":
+        return _accept_deletions(args)
     if args.command == "synth":
         return _synth(args)
     if args.command == "build":
@@ -138,17 +153,54 @@ def _train(args) -> int:
 
 def _build(args) -> int:
     from pipelines.build import build, print_summary
+    from pipelines.home_lock import HomeBusy
+
+    def waiting(who: str) -> None:
+        print(f"earlyhelp build: waiting for {who} to finish with {args.home}", file=sys.stderr, flush=True)
 
     try:
-        result = build(args.landing, args.home, args.truth)
+        result = build(args.landing, args.home, args.truth, wait=args.wait, on_wait=waiting)
     except FileNotFoundError as error:
         print(f"earlyhelp build: {error}", file=sys.stderr)
         return 2
+    except HomeBusy as error:
+        print(f"earlyhelp build: {error}; nothing was done (use --wait to queue behind it)", file=sys.stderr)
+        return 3
     print_summary(result)
     if not result.ok:
         failed = ", ".join(s for s, ok in result.runs.items() if not ok)
         print(f"earlyhelp build: {failed} run(s) failed; see the Dagster UI or the audit tables", file=sys.stderr)
         return 1
+    return 0
+
+
+def _accept_deletions(args) -> int:
+    import getpass
+
+    import duckdb
+
+    from pipelines.home_lock import HomeBusy, holding_home
+
+    database = args.home / "warehouse" / "build.duckdb"
+    if not database.exists():
+        print(f"earlyhelp accept-deletions: no build database at {database}", file=sys.stderr)
+        return 2
+    try:
+        with holding_home(args.home, "earlyhelp accept-deletions"), duckdb.connect(str(database)) as con:
+            held = con.execute("SELECT fingerprint, reason FROM audit.drop WHERE system = ? AND extract_date = ? "
+                               "ORDER BY recorded_at DESC LIMIT 1", [args.system, args.date]).fetchone()
+            if held is None or not held[0] or not con.execute(
+                    "SELECT count(*) FROM audit.drop WHERE system = ? AND extract_date = ? AND fingerprint = ? "
+                    "AND status = 'held'", [args.system, args.date, held[0]]).fetchone()[0]:
+                print(f"earlyhelp accept-deletions: no held {args.system} drop for {args.date} "
+                      "(see audit.drop for what happened to it)", file=sys.stderr)
+                return 2
+            con.execute("INSERT INTO audit.deletion_acceptance VALUES (?, ?, ?, ?, now())",
+                        [args.system, args.date, held[0], getpass.getuser()])
+    except HomeBusy as error:
+        print(f"earlyhelp accept-deletions: {error}; try again when it has finished", file=sys.stderr)
+        return 3
+    print(f"accepted: the {args.system} drop of {args.date} (fingerprint {held[0][:12]}) is staged at the next build")
     return 0
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from pipelines.home_lock import dead_runs, holding_home, marked_alive
+from quality.audit import fail_dead_runs
+
 DEFAULT_HOME = "data/home"
 DEFAULT_LANDING = "data/city/landing"
 
@@ -55,6 +58,24 @@ class Warehouse(dg.ConfigurableResource):
         return self.home_path / "review"
 
     @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext):
+        """A run holds HOME's build lock for its whole life (waiting, with a message, while
+        another build has it) and is marked alive; the first holder after a crash marks
+        the dead runs failed. Sensors and schedules evaluate without a run: no lock."""
+        run = context.run
+        if run is None:
+            yield self
+            return
+        home = self.home_path
+        home.mkdir(parents=True, exist_ok=True)
+        with marked_alive(home, run.run_id), holding_home(
+                home, f"Dagster run {run.run_id}", wait=True,
+                on_wait=lambda who: context.log.warning(f"waiting for {who} to finish with {home}")) as holding:
+            if holding.outermost:
+                recover_dead_runs(self, context.instance, current_run_id=run.run_id)
+            yield self
+
+    @contextmanager
     def connect(self):
         """The single writer connection to the build database."""
         self.build_db.parent.mkdir(parents=True, exist_ok=True)
@@ -64,3 +85,22 @@ class Warehouse(dg.ConfigurableResource):
             yield con
         finally:
             con.close()
+
+
+IN_PROGRESS = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+
+
+def recover_dead_runs(warehouse: Warehouse, instance: dg.DagsterInstance, current_run_id: str | None = None) -> dict:
+    """Mark failed what died in this HOME: audit.run rows left 'running' and Dagster runs
+    in progress whose process is gone. Call only when the HOME lock was just taken."""
+    in_progress = [r.run_id for r in instance.get_runs(dg.RunsFilter(statuses=list(IN_PROGRESS)))
+                   if r.run_id != current_run_id]
+    dagster_dead = dead_runs(warehouse.home_path, in_progress)
+    for run_id in dagster_dead:
+        instance.report_run_failed(instance.get_run_by_id(run_id),
+                                   message="the run's process died (found by the next run on this HOME)")
+    audit_dead = []
+    if warehouse.build_db.exists():
+        with warehouse.connect() as con:
+            audit_dead = fail_dead_runs(con)
+    return {"dagster": dagster_dead, "audit": audit_dead}

@@ -91,3 +91,15 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, detail:
     # the one update audit.run allows: a running row gets its end
     con.execute("UPDATE audit.run SET finished_at = now(), status = ?, detail = ? "
                 "WHERE run_id = ? AND status = 'running'", [status, detail, run_id])
+
+
+def fail_dead_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Mark failed every audit.run row still 'running'. Call only while holding the HOME
+    build lock afresh (pipelines/home_lock.py): then no build is running, so any such row
+    belongs to a process that died before it could finish it. Returns their run ids."""
+    ensure_audit(con)
+    dead = [r[0] for r in con.execute("SELECT run_id FROM audit.run WHERE status = 'running'").fetchall()]
+    con.execute("UPDATE audit.run SET finished_at = now(), status = 'failed', "
+                "detail = 'the process died before the run finished (found by the next build)' "
+                "WHERE status = 'running'")
+    return dead

@@ -95,10 +95,9 @@ def find_drops(landing: Path, systems: tuple[str, ...] = SYSTEMS) -> list[Drop]:
         if not root.is_dir():
             continue
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            try:
-                extract_date = date.fromisoformat(folder.name)
-            except ValueError:
-                continue  # not a drop folder
+            if not _is_date_name(folder.name):
+                continue  # not a drop folder: ignored_in_landing reports it
+            extract_date = date.fromisoformat(folder.name)
             if not os.path.lexists(folder / MANIFEST):
                 continue
             refused = _not_plain(folder, "folder")
@@ -108,6 +107,34 @@ def find_drops(landing: Path, systems: tuple[str, ...] = SYSTEMS) -> list[Drop]:
                 continue
             found.append(read_manifest(system, extract_date, folder))
     return sorted(found, key=lambda d: (d.extract_date, d.system))
+
+
+def ignored_in_landing(landing: Path, system: str) -> list[tuple[str, str]]:
+    """(name, why) of every entry in ``landing/system`` that is not a drop folder and so
+    is never read: a folder not named as a real YYYY-MM-DD date (``latest``,
+    ``2025-02-30``), or a file. A dated folder without its manifest yet is a drop still
+    arriving, not listed here."""
+    root = Path(landing) / system
+    if not root.is_dir():
+        return []
+    out = []
+    for entry in sorted(root.iterdir()):
+        dated = _is_date_name(entry.name)
+        if entry.is_symlink() and dated:
+            continue  # a linked drop folder: find_drops refuses it as a drop, with its reason
+        if entry.is_symlink() or not entry.is_dir():
+            out.append((shown(entry.name), "not a drop folder (a file or a link): ignored"))
+        elif not dated:
+            out.append((shown(entry.name), "folder name is not a YYYY-MM-DD date: ignored, nothing in it is read"))
+    return out
+
+
+def _is_date_name(name: str) -> bool:
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return len(name) == 10
 
 
 def read_manifest(system: str, extract_date: date, folder: Path) -> Drop:

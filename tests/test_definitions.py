@@ -46,14 +46,16 @@ def test_sensor_registers_drops_and_requests_one_run_per_delivery(small_city, tm
     landing = small_city[0] / "landing"
     instance = dg.DagsterInstance.ephemeral()
     warehouse = Warehouse(home=str(tmp_path), landing=str(landing))
-    context = dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse})
-    first = new_drop_sensor(context)
+    # the resource holds HOME's build lock while a run lasts, so it is a context manager
+    with dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}) as context:
+        first = new_drop_sensor(context)
     manifests = sorted(landing.glob("*/*/_manifest.json"))
     assert len(first) == len(manifests)
     assert sorted(instance.get_dynamic_partitions("mash_drops")) == sorted(
         p.parent.name for p in manifests if p.parent.parent.name == "mash")
     # the same deliveries give the same run keys, so the daemon never runs them twice
-    again = new_drop_sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}))
+    with dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse}) as context:
+        again = new_drop_sensor(context)
     assert [r.run_key for r in again] == [r.run_key for r in first]
     assert all(r.run_key.split(":")[0] == r.tags["earlyhelp/system"] for r in first)
 

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import duckdb
 
+from quality.faults import fault_point
+
 from .families import build_families
 from .fitting import fit_and_save, record_views, remembered, saved_models
 from .link import MATCH_THRESHOLD, SCRATCH, link_records, run_sql_file, scratch
 from .model import MODEL_PATH, TRAINING_KEY, save_model
 from .training_report import write_training_report
+
 
 DECISIONS = ("match", "not a match")
 # What must outlive the build database: keys, their history and reviewers' labels.
@@ -252,6 +255,7 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
     summary = link_records(con, chosen, threshold, incremental=imported["decisions"] == 0)
     assign_persons(con, run_id, summary.mode)
     queue = export_review_queue(con, review_dir)
+    fault_point("identity.linked")
     t = time.perf_counter()
     families = build_families(con, run_id)
     seconds = dict(source_records=source_seconds, **summary.seconds, families=time.perf_counter() - t)
@@ -262,6 +266,7 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
         seconds["model_report"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - started
     if durable_dir:
+        fault_point("identity.durable")
         save_durable_tables(con, durable_dir)
     record_metrics(con, run_id, {
         "scored_pairs": summary.scored_pairs, "deterministic_edges": summary.deterministic_edges,
