@@ -1,20 +1,31 @@
-"""Publish: copy the build database to two serving files and swap them in atomically.
+"""Publish: copy the build database to two serving files and swap them in as a pair.
 
 DuckDB allows one writer per file, and even a read-only reader holds a lock that keeps a
-writer out. So analysts never open ``build.duckdb``: each publish writes fresh files
-beside it (``.identifiable.duckdb.partial``, ``.analytics.duckdb.partial``), checkpoints
-and closes them, then renames them over the serving files with ``os.replace``. A reader
-that has the old file open keeps reading the old inode, untouched; a new connection
-opens the new file. Nothing is renamed unless both files were written, and if anything
-fails the partial files are deleted and both serving files stay byte-identical.
+writer out. So analysts never open ``build.duckdb``: each publish writes a new generation
+folder, ``HOME/warehouse/generations/<id>/`` holding ``identifiable.duckdb`` and
+``analytics.duckdb``, checkpoints, closes and fsyncs both, and only then swaps ONE pointer,
+the symlink ``HOME/warehouse/current -> generations/<id>``, by ``os.replace`` (atomic). The
+published names are fixed symlinks through it (``identifiable.duckdb ->
+current/identifiable.duckdb``, the same for analytics), so a kill at any instant leaves
+``current`` naming either the old pair or the new pair, never one of each.
+``serving_pair(home)`` resolves ``current`` once, for a reader that needs the two files of
+one publish. A reader that has an old file open keeps reading it (the inode lives while
+open). The generation before ``current`` stays as ``previous`` until the next publish has
+swapped, because DuckDB resolves the links and puts a reader's spill folder
+(``<file>.tmp``) inside the generation folder; any other generation (older, or of a
+publish that died) is removed under the publish lock, at the start of each publish and
+after its swap, and a publish that fails removes its own in a finally.
+A HOME from before generations (plain files at the two names) is converted by hard links
+on its first publish; see ``_migrate``.
 
 - ``identifiable.duckdb`` (restricted): schemas identity, model, marts, features, docs and audit,
   every table and view copied as a table.
 - ``analytics.duckdb`` (pseudonymised): model, marts, features, docs and a few audit tables, each
   column passed through ``RULES``: direct identifiers dropped, person and family keys
-  replaced by a keyed hash, and a column no rule allows dropped (fail closed, reported).
-  Before the swap the file is scanned, and a value shaped like an NHS number, UPN or
-  full postcode in any text or integer column stops the publish.
+  replaced by a keyed hash, free text scrubbed or cut to codes, and a column no rule
+  allows dropped (fail closed, reported). Before the swap the file is scanned, and a value
+  holding anything shaped like an NHS number, UPN, full postcode or date (inside the value,
+  not only the whole value) stops the publish.
 
 The keyed hash is HMAC-SHA256 (RFC 2104) computed in DuckDB from its ``sha256`` (DuckDB
 2.0 has no hmac function without the community ``crypto`` extension), truncated to 16
@@ -30,8 +41,11 @@ import hashlib
 import logging
 import os
 import secrets as _secrets
+import shutil
+import signal
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -50,6 +64,13 @@ ANALYTICS_TABLES = ("model.*", "marts.*", "features.*", "docs.*", "audit.run", "
                     "audit.check_result", "audit.identity_metric")
 
 KEEP, DROP, HASH = "keep", "drop", "hash"
+# Free text (text columns only; other types are kept as they are):
+# SCRUB: a value holding anything identifier-shaped (IDENTIFIER_SHAPES) or a word that is a
+#        known person's name is published as NULL, whole: the words around an identifier
+#        (an address, a relationship) identify too, so no part of such a value is kept.
+# CODE:  only a value shaped like a code (CODE_SHAPE) that SCRUB would keep is published;
+#        anything else (a sentence typed where a code belongs) is NULL.
+SCRUB, CODE = "scrub", "code"
 # Pseudonymisation rules for analytics.duckdb: (pattern, action, why). The pattern is a
 # glob over "schema.table.column" (lower case); the first match wins, so exceptions sit
 # above the rules they except. A column no rule matches is dropped and reported.
@@ -119,6 +140,7 @@ RULES: list[tuple[str, str, str]] = [
     ("*.*.family_id", HASH, "source family id"),
     ("*.*.*_family_id", HASH, "source family id"),
     # aggregates, the dictionary and the chosen audit tables: what the rules above left
+    ("marts.*.*reason*", CODE, "reason code, grouped from the model's (free text there would be here too)"),
     ("marts.*.*", KEEP, "aggregate measures"),
     ("features.*.*", KEEP, "features, labels and the model's evaluation: ages, counts, flags, codes and "
                            "scores (person and family keys are hashed above; no names, dates of birth or addresses)"),
@@ -170,7 +192,7 @@ RULES: list[tuple[str, str, str]] = [
     ("model.*.route", KEEP, "route"),
     ("model.*.accepted", KEEP, "flag"),
     ("model.*.category", KEEP, "category"),
-    ("model.*.*reason*", KEEP, "reason code"),
+    ("model.*.*reason*", CODE, "reason code (reason_not_accepted has no code list: free text is cut)"),
     ("model.*.factors", KEEP, "assessment factors"),
     ("model.*.primary_need", KEEP, "need code"),
     ("model.*.nfa", KEEP, "flag"),
@@ -201,15 +223,35 @@ RULES: list[tuple[str, str, str]] = [
     ("model.*.current_members", KEEP, "count"),
     ("model.*.laestab", KEEP, "school establishment number"),
     ("model.*.channel", KEEP, "contact channel"),
-    ("model.*.referrer_org", KEEP, "referring organisation (an organisation, not a person)"),
+    ("model.*.referrer_org", SCRUB, "referring organisation, typed: scrubbed of identifiers and known names"),
     ("model.*.concerns", KEEP, "concern codes"),
 ]
-# A value shaped like one of these in any published text or integer column stops the publish.
-GUARD_PATTERNS = {
-    "NHS number": r"^\s*\d{3}\s?\d{3}\s?\d{4}\s*$",
-    "UPN": r"^\s*[A-Za-z]\d{11}[0-9A-Za-z]\s*$",
-    "postcode": r"^\s*[A-Za-z]{1,2}\d[A-Za-z\d]?\s*\d[A-Za-z]{2}\s*$",
+# Shapes searched for INSIDE values (RE2 has no look-around, so an edge is a character that
+# is not a letter or digit, or the value's end: hex digests, UUIDs and codes such as
+# MC0000010 or E01900000 never match, while "NHS 999 123 4567." does).
+_EDGE_L, _EDGE_R = "(^|[^0-9A-Za-z])", "([^0-9A-Za-z]|$)"
+IDENTIFIER_SHAPES = {
+    "NHS number": _EDGE_L + "[0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}" + _EDGE_R,
+    "UPN": _EDGE_L + "[A-Za-z][0-9]{11}[0-9A-Za-z]" + _EDGE_R,
+    "postcode": _EDGE_L + "[A-Za-z]{1,2}[0-9][A-Za-z0-9]?[ ]*[0-9][A-Za-z]{2}" + _EDGE_R,
+    "date": _EDGE_L + "([0-9]{1,2}[/.-][0-9]{1,2}[/.-]([0-9]{4}|[0-9]{2})|[0-9]{4}[/.-][0-9]{1,2}[/.-][0-9]{1,2}"
+            "|[0-9]{1,2}(st|nd|rd|th)? *(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*[.,]? *[0-9]{2,4})"
+            + _EDGE_R,
 }
+# Integers can only carry a number: only the NHS number shape applies to them.
+INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "UHUGEINT")
+# Columns whose text legitimately holds dates: the pipeline's own audit records (a drop's
+# extract date in a reason, a check's newest drop in `observed`) and the systems' go-live
+# dates. Every other shape is still searched for in them.
+DATES_EXPECTED = ("audit.*.*", "features.window.go_live")
+# A code: one word of letters, digits and underscores (THRESHOLD_NOT_MET, RC8, 10A).
+CODE_SHAPE = "[A-Za-z0-9_]{1,40}"
+# Words of a name: the same split for the names identity holds and for the text searched,
+# so "O'Brien" and "Mary-Jane" match however they are typed. Shorter words are ignored
+# ("ED" in "Hospital ED" is not Ed); a short name beside a date or number is still caught
+# by IDENTIFIER_SHAPES.
+NAME_WORD_SPLIT, MIN_NAME_WORD = "[^\\pL]+", 3
 
 
 class PublishError(RuntimeError):
@@ -321,7 +363,7 @@ def _columns(con, catalog: str, schema: str, table: str) -> list[tuple[str, str]
 
 def _hash_expr(column: str, data_type: str) -> str:
     if data_type.endswith("[]"):
-        return f"list_transform({_q(column)}, x -> pseudonym(x))"
+        return f"list_transform({_q(column)}, lambda x: pseudonym(x))"
     return f"pseudonym({_q(column)})"
 
 
@@ -343,19 +385,78 @@ def _apply_comments(con, out: str, published: dict) -> None:
             _comment(con, _q(out, schema, table, column), "COLUMN", desc)
 
 
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _name_columns(con, catalog: str) -> list[tuple[str, str, str, str]]:
+    """(schema, table, column, type) of every column of schema identity that RULES takes
+    for a person's name (forename, surname, middle names, given, alias): the known names."""
+    return [(s, t, c, d) for s, t, c, d in con.execute(
+        """SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns()
+           WHERE database_name = ? AND schema_name = 'identity' AND data_type IN ('VARCHAR', 'VARCHAR[]')
+           ORDER BY ALL""", [catalog]).fetchall()
+        if classify(s, t, c)[1] == "name"]
+
+
+def _free_text_macros(con, catalog: str) -> None:
+    """TEMP table known_name (every word of every name identity holds) and macros
+    withheld(v) (v holds an identifier shape or a known name's word) and code_or_null(v)."""
+    names = [f"SELECT {'unnest(' + _q(c) + ')' if d.endswith('[]') else _q(c)} AS n FROM {_q(catalog, s, t)}"
+             for s, t, c, d in _name_columns(con, catalog)] or ["SELECT NULL::VARCHAR AS n"]
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE known_name AS SELECT DISTINCT w AS word FROM (
+        SELECT unnest(string_split_regex(lower(n), {_lit(NAME_WORD_SPLIT)})) AS w FROM ({' UNION ALL '.join(names)}))
+        WHERE length(w) >= {MIN_NAME_WORD}""")
+    shapes = "|".join(f"({p})" for p in IDENTIFIER_SHAPES.values())
+    con.execute(f"""CREATE OR REPLACE TEMP MACRO withheld(v) AS regexp_matches(v, {_lit(shapes)})
+        OR EXISTS (SELECT 1 FROM unnest(string_split_regex(lower(v), {_lit(NAME_WORD_SPLIT)})) AS t(w)
+                   WHERE w IN (SELECT word FROM known_name))""")
+
+
+def _publishable(v: str, action: str) -> str:
+    """SQL: true when the text ``v`` may be published under SCRUB or CODE."""
+    if action == CODE:
+        return f"(regexp_full_match({v}, {_lit(CODE_SHAPE)}) AND NOT withheld({v}))"
+    return f"(NOT withheld({v}))"
+
+
+def _free_text_expr(con, source: str, column: str, data_type: str, action: str) -> str:
+    """SQL publishing one SCRUB or CODE text column of the table ``source``. A list is done
+    element by element; DuckDB allows no subquery (withheld's name search) in a lambda, so
+    the elements to withhold are found first and looked up from a session variable."""
+    if not data_type.endswith("[]"):
+        return f"CASE WHEN {_publishable(_q(column), action)} THEN {_q(column)} END"
+    variable = "withheld_" + hashlib.sha256(f"{source}.{column}".encode()).hexdigest()[:12]
+    con.execute(f"""SET VARIABLE {variable} = (SELECT coalesce(list(DISTINCT x), []::VARCHAR[]) FROM
+        (SELECT unnest({_q(column)}) AS x FROM {source}) WHERE x IS NOT NULL AND NOT {_publishable('x', action)})""")
+    return f"list_transform({_q(column)}, lambda x: CASE WHEN NOT list_contains(getvariable('{variable}'), x) THEN x END)"
+
+
+def guard_tests(schema: str, table: str, column: str, data_type: str) -> list[tuple[str, str]]:
+    """(kind, regex) searched for inside one published column's values: every shape in text
+    (lists too, as text), the NHS number in integers; nothing in other types."""
+    if data_type in INTEGER_TYPES:
+        return [("NHS number", IDENTIFIER_SHAPES["NHS number"])]
+    if data_type not in ("VARCHAR", "VARCHAR[]"):
+        return []
+    dates_ok = any(fnmatch.fnmatchcase(f"{schema}.{table}.{column}".lower(), p) for p in DATES_EXPECTED)
+    return [(kind, pattern) for kind, pattern in IDENTIFIER_SHAPES.items() if not (dates_ok and kind == "date")]
+
+
 def _guard(con, out: str, published: dict) -> list[str]:
-    """Columns of the analytics file holding a value shaped like an identifier (one scan per table)."""
+    """Columns of the analytics file holding, anywhere inside a value, something shaped like
+    an identifier (one scan per table). Names the column and the kind, never the value."""
     found = []
     for (schema, table), cols in published.items():
-        if schema == "docs":
+        if schema == "docs":  # written from the repository's SQL and YAML, not from data
             continue
         tests = []
         for column, (action, data_type) in cols.items():
-            if action == HASH or data_type not in ("VARCHAR", "BIGINT", "INTEGER", "UBIGINT", "HUGEINT"):
+            if action == HASH:  # 16 hex characters of a keyed hash by construction
                 continue
-            for kind, pattern in GUARD_PATTERNS.items():
-                tests.append((f"{column} holds a value shaped like a {kind}",
-                              f"bool_or(regexp_matches(CAST({_q(column)} AS VARCHAR), '{pattern}'))"))
+            for kind, pattern in guard_tests(schema, table, column, data_type):
+                tests.append((f"{column} holds a value containing something shaped like a {kind}",
+                              f"coalesce(bool_or(regexp_matches(CAST({_q(column)} AS VARCHAR), {_lit(pattern)})), false)"))
         if tests:
             hits = con.execute(f"SELECT {', '.join(t for _, t in tests)} FROM {_q(out, schema, table)}").fetchone()
             found += [f"{schema}.{table}.{what}" for (what, _), hit in zip(tests, hits) if hit]
@@ -363,8 +464,9 @@ def _guard(con, out: str, published: dict) -> list[str]:
 
 
 def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
-    """Write one serving file at ``target`` (a partial path) from the build database."""
-    report = {"tables": 0, "rows": 0, "hashed": [], "dropped": [], "unclassified": [], "skipped_tables": []}
+    """Write one serving file at ``target`` (in a new generation folder) from the build database."""
+    report = {"tables": 0, "rows": 0, "hashed": [], "dropped": [], "unclassified": [], "skipped_tables": [],
+              "free_text": {}}
     published: dict[tuple, dict] = {}
     con = duckdb.connect()
     try:
@@ -373,6 +475,7 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
         con.execute(f"ATTACH '{target.as_posix()}' AS out")
         if analytics:
             _hmac_macro(con, secret)
+            _free_text_macros(con, "build")
             schemas = sorted({p.split(".")[0] for p in ANALYTICS_TABLES})
             objects = [(s, t) for s, t in _objects(con, "build", schemas)
                        if any(fnmatch.fnmatchcase(f"{s}.{t}", p) for p in ANALYTICS_TABLES)]
@@ -397,6 +500,12 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
                         select.append(f"{_hash_expr(column, data_type)} AS {_q(column)}")
                         kept[column] = (HASH, data_type)
                         continue
+                    if action in (SCRUB, CODE) and data_type in ("VARCHAR", "VARCHAR[]"):
+                        expr = _free_text_expr(con, _q("build", schema, table), column, data_type, action)
+                        select.append(f"{expr} AS {_q(column)}")
+                        kept[column] = (action, data_type)
+                        continue
+                    action = KEEP  # SCRUB or CODE on a number, date or flag: it cannot hold text
                 select.append(_q(column))
                 kept[column] = (KEEP, data_type)
             if not select:
@@ -406,6 +515,13 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
                         f"FROM {_q('build', schema, table)}")
             published[(schema, table)] = kept
             report["tables"] += 1
+            for column, (action, data_type) in kept.items():
+                if action in (SCRUB, CODE):  # how many values were withheld, for the run's metadata
+                    count = (f"sum(len(list_filter({_q(column)}, lambda x: x IS NOT NULL)))" if data_type.endswith("[]")
+                             else f"count({_q(column)})")
+                    before, after = (con.execute(f"SELECT coalesce({count}, 0) FROM {_q(db, schema, table)}").fetchone()[0]
+                                     for db in ("build", "out"))
+                    report["free_text"][f"{schema}.{table}.{column}"] = {"action": action, "withheld": before - after}
         if analytics and ("docs", "columns") in published:
             # the analytics dictionary describes what analytics holds, and says what was hashed
             con.execute("CREATE TEMP TABLE published_column (schema VARCHAR, table_name VARCHAR, "
@@ -420,6 +536,13 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
                         "data_type = CASE WHEN d.data_type LIKE '%[]' THEN 'VARCHAR[]' ELSE 'VARCHAR' END "
                         "FROM published_column p WHERE p.action = 'hash' AND p.schema = d.schema "
                         "AND p.table_name = d.table_name AND p.column_name = d.column_name")
+            for action, note in ((SCRUB, "Free text: a value holding anything shaped like an NHS number, UPN, "
+                                          "postcode or date, or a word of a known person's name, is NULL here."),
+                                 (CODE, "Codes only: a value not shaped like a code, or holding a known person's "
+                                        "name, is NULL here.")):
+                con.execute(f"UPDATE {cols_table} d SET description = d.description || ' ' || ? FROM published_column p "
+                            "WHERE p.action = ? AND p.schema = d.schema AND p.table_name = d.table_name "
+                            "AND p.column_name = d.column_name", [note, action])
             if ("docs", "tables") in published:
                 con.execute(f"DELETE FROM {_q('out', 'docs', 'tables')} d WHERE NOT EXISTS (SELECT 1 FROM "
                             "published_column p WHERE p.schema = d.schema AND p.table_name = d.table_name)")
@@ -436,6 +559,20 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
     finally:
         con.close()
     return report
+
+
+# The layout under HOME/warehouse (see the module docstring).
+CURRENT, PREVIOUS, GENERATIONS = "current", "previous", "generations"
+SERVING = (IDENTIFIABLE, ANALYTICS)
+# Test hook: publish(kill_at=step) SIGKILLs its own process at that step, so tests can
+# show that a kill at any instant leaves a whole pair. Nothing else passes it.
+KILL_STEPS = ("identifiable_written", "analytics_written", "before_swap", "after_swap",
+              "migration_linked", "migration_one_name")
+
+
+def _reached(step: str, kill_at: str | None) -> None:
+    if kill_at == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _remove(*paths: Path) -> None:
@@ -455,45 +592,176 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pointed(warehouse_dir: Path, link: str) -> str | None:
+    """Name of the generation folder that ``link`` (current or previous) points to, if any."""
+    try:
+        return Path(os.readlink(warehouse_dir / link)).name
+    except OSError:  # missing, or not a link (a HOME before generations)
+        return None
+
+
+def serving_pair(home: Path) -> tuple[Path, Path]:
+    """(identifiable, analytics) of one publish: ``current`` is read once, so the two paths
+    are of the same generation even if a publish swaps ``current`` meanwhile. Open both
+    read-only. The generation stays on disk until the next-but-one publish starts. A HOME
+    not yet published since generations came in has plain files: those are returned."""
+    warehouse_dir = Path(home).absolute() / "warehouse"
+    generation = _pointed(warehouse_dir, CURRENT)
+    if generation is not None:
+        folder = warehouse_dir / GENERATIONS / generation
+        return folder / IDENTIFIABLE, folder / ANALYTICS
+    plain = (warehouse_dir / IDENTIFIABLE, warehouse_dir / ANALYTICS)
+    if all(p.is_file() for p in plain):
+        return plain
+    raise FileNotFoundError(f"nothing is published in {warehouse_dir}")
+
+
+def _swap_link(warehouse_dir: Path, name: str, target: str) -> None:
+    """Point the symlink ``name`` at ``target`` atomically: made beside it, renamed over it."""
+    temporary = warehouse_dir / f".{name}.new"
+    _remove(temporary)
+    os.symlink(target, temporary)
+    os.replace(temporary, warehouse_dir / name)
+
+
+def _point(warehouse_dir: Path, generation: Path) -> None:
+    """``previous`` to what ``current`` names (kept one publish longer, for open readers),
+    then ``current`` to ``generation``: the one rename that changes what readers see."""
+    old = _pointed(warehouse_dir, CURRENT)
+    if old is not None:
+        _swap_link(warehouse_dir, PREVIOUS, f"{GENERATIONS}/{old}")
+    _swap_link(warehouse_dir, CURRENT, f"{GENERATIONS}/{generation.name}")
+
+
+def _new_generation(warehouse_dir: Path, prefix: str = "") -> Path:
+    """An empty generation folder, owner-only whatever the umask (it will hold identifiable
+    data, and it shields each file from the moment DuckDB creates it)."""
+    root = warehouse_dir / GENERATIONS
+    root.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    folder = root / f"{prefix}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{_secrets.token_hex(4)}"
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def _tidy(warehouse_dir: Path) -> list[str]:
+    """Remove every generation neither ``current`` nor ``previous`` names (before a publish:
+    those of a publish that died; after its swap: the one no longer previous), temporary
+    links, and the partial files and backup of the layout before generations. Called under
+    the publish lock, so no publish is writing any of them. Returns the generations' names."""
+    removed = []
+    _remove(*(warehouse_dir / f".{n}.partial" for n in SERVING), warehouse_dir / f".{IDENTIFIABLE}.previous",
+            *(warehouse_dir / f".{n}.new" for n in (CURRENT, PREVIOUS, *SERVING)))
+    keep = {_pointed(warehouse_dir, CURRENT), _pointed(warehouse_dir, PREVIOUS)}
+    root = warehouse_dir / GENERATIONS
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.name not in keep:
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
+            else:
+                folder.unlink()
+            removed.append(folder.name)
+    if removed:
+        _fsync_dir(root)
+    return removed
+
+
+def _migrate(warehouse_dir: Path, kill_at: str | None) -> None:
+    """Turn plain serving files (the layout before generations) into links through
+    ``current`` without changing what any reader sees: the files are hard-linked into a
+    generation (same inodes, so the same bytes), ``current`` is pointed at it, and only then
+    is each plain name replaced by its link. A kill at any point leaves each name naming
+    the same file as before; the next publish finishes the job."""
+    plain = [n for n in SERVING if (warehouse_dir / n).is_file() and not (warehouse_dir / n).is_symlink()]
+    if not plain:
+        return
+    generation = _new_generation(warehouse_dir, prefix="migrated-")
+    pointed = False
+    try:
+        for name in SERVING:
+            if (warehouse_dir / name).exists():  # a plain file, or a link a killed migration already made
+                os.link(os.path.realpath(warehouse_dir / name), generation / name)
+        if (generation / IDENTIFIABLE).exists():
+            os.chmod(generation / IDENTIFIABLE, 0o600)
+        _fsync_dir(generation)
+        _fsync_dir(generation.parent)
+        _point(warehouse_dir, generation)
+        pointed = True
+        _reached("migration_linked", kill_at)
+        for name in plain:
+            _remove(warehouse_dir / f"{name}.wal")  # a serving file is never written: any WAL is stale
+            _swap_link(warehouse_dir, name, f"{CURRENT}/{name}")
+            _reached("migration_one_name", kill_at)
+        _fsync_dir(warehouse_dir)
+    finally:
+        if not pointed:
+            shutil.rmtree(generation, ignore_errors=True)
+
+
 def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
-            fail_before_swap: bool = False) -> dict:
-    """Write identifiable.duckdb and analytics.duckdb in ``warehouse_dir`` from ``build_db``
-    and swap them in atomically. ``build_db`` must have no writer open (it is attached
-    read-only). ``secret`` defaults to ``load_secret(warehouse_dir.parent)``.
-    ``fail_before_swap`` (tests only) raises after both files are written, before any swap.
+            fail_before_swap: bool = False, kill_at: str | None = None) -> dict:
+    """Write identifiable.duckdb and analytics.duckdb in a new generation folder under
+    ``warehouse_dir`` from ``build_db`` and swap them in as a pair. ``build_db`` must have no
+    writer open (it is attached read-only). ``secret`` defaults to
+    ``load_secret(warehouse_dir.parent)``. Tests only: ``fail_before_swap`` raises after both
+    files are written, before the swap; ``kill_at`` (one of KILL_STEPS) SIGKILLs the process.
     Returns what was published; raises, leaving the serving files as they were, on failure."""
-    build_db, warehouse_dir = Path(build_db), Path(warehouse_dir)
+    build_db, warehouse_dir = Path(build_db), Path(warehouse_dir).absolute()
+    if kill_at is not None and kill_at not in KILL_STEPS:
+        raise ValueError(f"kill_at must be one of {KILL_STEPS}")
     if not build_db.is_file():
         raise FileNotFoundError(f"no build database at {build_db}")
     warehouse_dir.mkdir(parents=True, exist_ok=True)
-    targets = {kind: warehouse_dir / name for kind, name in (("identifiable", IDENTIFIABLE), ("analytics", ANALYTICS))}
-    partials = {kind: path.with_name(f".{path.name}.partial") for kind, path in targets.items()}
-    backup = warehouse_dir / f".{IDENTIFIABLE}.previous"
     with exclusive_lock(warehouse_dir / ".publish.lock"):
         # read under the lock: a key being made by another publish is never half-read
         secret = check_secret(secret, "the caller") if secret is not None else load_secret(warehouse_dir.parent)
-        _remove(*partials.values(), backup)  # left by a publish that died
+        removed = _tidy(warehouse_dir)
+        _migrate(warehouse_dir, kill_at)
+        generation = _new_generation(warehouse_dir)
+        swapped = False
         try:
-            result = {kind: _write(build_db, partials[kind], kind == "analytics", secret) for kind in targets}
+            result = {}
+            for kind, name in (("identifiable", IDENTIFIABLE), ("analytics", ANALYTICS)):
+                result[kind] = _write(build_db, generation / name, kind == "analytics", secret)
+                os.chmod(generation / name, 0o600)  # whatever the umask: analysts are granted access explicitly
+                _fsync_file(generation / name)
+                _reached(f"{kind}_written", kill_at)
             if fail_before_swap:
                 raise PublishError("failure forced before the swap (fail_before_swap=True)")
-            for path in targets.values():  # a serving file is never written, so any WAL is stale
-                _remove(path.with_name(path.name + ".wal"))
-            if targets["identifiable"].exists():
-                os.link(targets["identifiable"], backup)
-            os.replace(partials["identifiable"], targets["identifiable"])
-            try:
-                os.replace(partials["analytics"], targets["analytics"])
-            except BaseException:
-                if backup.exists():
-                    os.replace(backup, targets["identifiable"])
-                raise
+            _fsync_dir(generation)
+            _fsync_dir(generation.parent)
+            # DuckDB resolves the links and keeps a WAL beside the generation's file, which
+            # goes with its folder; one beside a name (an older DuckDB, or a plain file's) is stale
+            _remove(*(warehouse_dir / f"{n}.wal" for n in SERVING))
+            _reached("before_swap", kill_at)
+            _point(warehouse_dir, generation)
+            swapped = True
+            _reached("after_swap", kill_at)
+            for name in SERVING:  # a HOME published for the first time: the fixed names
+                if not os.path.lexists(warehouse_dir / name):
+                    _swap_link(warehouse_dir, name, f"{CURRENT}/{name}")
             _fsync_dir(warehouse_dir)
         finally:
-            _remove(*partials.values(), backup)
+            if not swapped:  # nothing of a failed publish stays on disk
+                shutil.rmtree(generation, ignore_errors=True)
+        try:  # the generation before the previous one: no longer kept for readers
+            removed += _tidy(warehouse_dir)
+        except OSError as error:  # published all the same; the next publish tries again
+            log.warning("could not remove an old generation: %s", error)
     for kind, report in result.items():
-        report["path"] = str(targets[kind])
+        report["path"] = str(generation / (IDENTIFIABLE if kind == "identifiable" else ANALYTICS))
     if result["analytics"]["unclassified"]:
         log.warning("analytics.duckdb: unclassified columns dropped: %s", ", ".join(result["analytics"]["unclassified"]))
+    result["generation"] = str(generation)
+    result["removed_generations"] = removed
     result["hash"] = f"hmac-sha256, first {HASH_HEX_CHARS} hex characters"
     return result

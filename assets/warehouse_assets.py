@@ -54,7 +54,8 @@ def mart_consistency(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 
 @dg.asset(key=["warehouse", "publish"], deps=[marts, MODEL_CARD], group_name="warehouse", kinds={"duckdb"},
           description="Swaps in HOME/warehouse/identifiable.duckdb (restricted) and analytics.duckdb "
-                      "(pseudonymised) by atomic rename, after the data dictionary; refuses while any "
+                      "(pseudonymised) as a pair: both written to a new generation folder, then the one "
+                      "link HOME/warehouse/current swapped. After the data dictionary; refuses while any "
                       "blocking check's latest result is a failure, leaving both files as they were.")
 def publish_serving_files(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.connect() as con:
@@ -67,10 +68,13 @@ def publish_serving_files(context: dg.AssetExecutionContext, warehouse: Warehous
     result = publish(warehouse.build_db, warehouse.build_db.parent)  # reads the build file: no writer open
     context.log.info(f"published; data dictionary at {dictionary}")
     return dg.MaterializeResult(metadata={
+        # the names analysts open (links through `current`), and the generation they name now
         "identifiable": str(warehouse.build_db.parent / "identifiable.duckdb"),
         "analytics": str(warehouse.build_db.parent / "analytics.duckdb"),
+        "generation": result["generation"],
         "data_dictionary": str(dictionary),
-        "unclassified_columns_dropped": len(result.get("unclassified", [])),
+        "unclassified_columns_dropped": len(result["analytics"]["unclassified"]),
+        "free_text_values_withheld": sum(c["withheld"] for c in result["analytics"]["free_text"].values()),
     })
 
 

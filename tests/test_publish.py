@@ -8,6 +8,7 @@ columns in the model where they do not belong, so the pseudonymisation has work 
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 import subprocess
 import sys
@@ -301,7 +302,10 @@ def _serving_state(wh: Path) -> dict:
 
 
 def _leftovers(wh: Path) -> list[str]:
-    return [p.name for p in wh.iterdir() if ".partial" in p.name or ".previous" in p.name or p.suffix == ".wal"]
+    """Temporary files and links, and generations no pointer names (a failed publish's)."""
+    named = {Path(os.readlink(wh / p)).name for p in ("current", "previous") if (wh / p).is_symlink()}
+    return ([p.name for p in wh.iterdir() if p.name.endswith((".partial", ".previous", ".new", ".wal"))]
+            + [p.name for p in (wh / "generations").iterdir() if p.name not in named])
 
 
 def test_failure_before_the_swap_leaves_serving_files_byte_identical(home):
