@@ -42,7 +42,6 @@ import logging
 import os
 import secrets as _secrets
 import shutil
-import signal
 import stat
 import tempfile
 import time
@@ -50,6 +49,7 @@ from pathlib import Path
 
 import duckdb
 
+from quality.faults import fault_point
 from quality.filelock import exclusive_lock
 
 log = logging.getLogger(__name__)
@@ -564,15 +564,14 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
 # The layout under HOME/warehouse (see the module docstring).
 CURRENT, PREVIOUS, GENERATIONS = "current", "previous", "generations"
 SERVING = (IDENTIFIABLE, ANALYTICS)
-# Test hook: publish(kill_at=step) SIGKILLs its own process at that step, so tests can
-# show that a kill at any instant leaves a whole pair. Nothing else passes it.
+# The steps of a publish that are fault points ("publish.<step>", quality/faults.py): the
+# tests kill a publish at each, to show that a kill at any instant leaves a whole pair.
 KILL_STEPS = ("identifiable_written", "analytics_written", "before_swap", "after_swap",
               "migration_linked", "migration_one_name")
 
 
-def _reached(step: str, kill_at: str | None) -> None:
-    if kill_at == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+def _reached(step: str) -> None:
+    fault_point(f"publish.{step}")
 
 
 def _remove(*paths: Path) -> None:
@@ -675,7 +674,7 @@ def _tidy(warehouse_dir: Path) -> list[str]:
     return removed
 
 
-def _migrate(warehouse_dir: Path, kill_at: str | None) -> None:
+def _migrate(warehouse_dir: Path) -> None:
     """Turn plain serving files (the layout before generations) into links through
     ``current`` without changing what any reader sees: the files are hard-linked into a
     generation (same inodes, so the same bytes), ``current`` is pointed at it, and only then
@@ -696,11 +695,11 @@ def _migrate(warehouse_dir: Path, kill_at: str | None) -> None:
         _fsync_dir(generation.parent)
         _point(warehouse_dir, generation)
         pointed = True
-        _reached("migration_linked", kill_at)
+        _reached("migration_linked")
         for name in plain:
             _remove(warehouse_dir / f"{name}.wal")  # a serving file is never written: any WAL is stale
             _swap_link(warehouse_dir, name, f"{CURRENT}/{name}")
-            _reached("migration_one_name", kill_at)
+            _reached("migration_one_name")
         _fsync_dir(warehouse_dir)
     finally:
         if not pointed:
@@ -708,16 +707,14 @@ def _migrate(warehouse_dir: Path, kill_at: str | None) -> None:
 
 
 def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
-            fail_before_swap: bool = False, kill_at: str | None = None) -> dict:
+            fail_before_swap: bool = False) -> dict:
     """Write identifiable.duckdb and analytics.duckdb in a new generation folder under
     ``warehouse_dir`` from ``build_db`` and swap them in as a pair. ``build_db`` must have no
     writer open (it is attached read-only). ``secret`` defaults to
     ``load_secret(warehouse_dir.parent)``. Tests only: ``fail_before_swap`` raises after both
-    files are written, before the swap; ``kill_at`` (one of KILL_STEPS) SIGKILLs the process.
+    files are written, before the swap; EARLYHELP_KILL_AT=publish.<one of KILL_STEPS> kills it.
     Returns what was published; raises, leaving the serving files as they were, on failure."""
     build_db, warehouse_dir = Path(build_db), Path(warehouse_dir).absolute()
-    if kill_at is not None and kill_at not in KILL_STEPS:
-        raise ValueError(f"kill_at must be one of {KILL_STEPS}")
     if not build_db.is_file():
         raise FileNotFoundError(f"no build database at {build_db}")
     warehouse_dir.mkdir(parents=True, exist_ok=True)
@@ -725,7 +722,7 @@ def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
         # read under the lock: a key being made by another publish is never half-read
         secret = check_secret(secret, "the caller") if secret is not None else load_secret(warehouse_dir.parent)
         removed = _tidy(warehouse_dir)
-        _migrate(warehouse_dir, kill_at)
+        _migrate(warehouse_dir)
         generation = _new_generation(warehouse_dir)
         swapped = False
         try:
@@ -734,7 +731,7 @@ def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
                 result[kind] = _write(build_db, generation / name, kind == "analytics", secret)
                 os.chmod(generation / name, 0o600)  # whatever the umask: analysts are granted access explicitly
                 _fsync_file(generation / name)
-                _reached(f"{kind}_written", kill_at)
+                _reached(f"{kind}_written")
             if fail_before_swap:
                 raise PublishError("failure forced before the swap (fail_before_swap=True)")
             _fsync_dir(generation)
@@ -742,10 +739,10 @@ def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
             # DuckDB resolves the links and keeps a WAL beside the generation's file, which
             # goes with its folder; one beside a name (an older DuckDB, or a plain file's) is stale
             _remove(*(warehouse_dir / f"{n}.wal" for n in SERVING))
-            _reached("before_swap", kill_at)
+            _reached("before_swap")
             _point(warehouse_dir, generation)
             swapped = True
-            _reached("after_swap", kill_at)
+            _reached("after_swap")
             for name in SERVING:  # a HOME published for the first time: the fixed names
                 if not os.path.lexists(warehouse_dir / name):
                     _swap_link(warehouse_dir, name, f"{CURRENT}/{name}")

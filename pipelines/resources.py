@@ -61,19 +61,25 @@ class Warehouse(dg.ConfigurableResource):
     def yield_for_execution(self, context: dg.InitResourceContext):
         """A run holds HOME's build lock for its whole life (waiting, with a message, while
         another build has it) and is marked alive; the first holder after a crash marks
-        the dead runs failed. Sensors and schedules evaluate without a run: no lock."""
+        the dead runs failed. Everything it creates under HOME is its owner's only (umask
+        077), as under `earlyhelp build`: HOME holds identifiable data. Sensors and
+        schedules evaluate without a run: no lock."""
         run = context.run
         if run is None:
             yield self
             return
-        home = self.home_path
-        home.mkdir(parents=True, exist_ok=True)
-        with marked_alive(home, run.run_id), holding_home(
-                home, f"Dagster run {run.run_id}", wait=True,
-                on_wait=lambda who: context.log.warning(f"waiting for {who} to finish with {home}")) as holding:
-            if holding.outermost:
-                recover_dead_runs(self, context.instance, current_run_id=run.run_id)
-            yield self
+        previous_umask = os.umask(0o077)
+        try:
+            home = self.home_path
+            home.mkdir(parents=True, exist_ok=True)
+            with marked_alive(home, run.run_id), holding_home(
+                    home, f"Dagster run {run.run_id}", wait=True,
+                    on_wait=lambda who: context.log.warning(f"waiting for {who} to finish with {home}")) as holding:
+                if holding.outermost:
+                    recover_dead_runs(self, context.instance, current_run_id=run.run_id)
+                yield self
+        finally:
+            os.umask(previous_umask)
 
     @contextmanager
     def connect(self):

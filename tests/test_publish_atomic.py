@@ -1,7 +1,7 @@
 """The serving pair swaps as a pair: real DuckDB files, real child processes, real SIGKILL.
 
 A publish runs in a child process that kills itself (SIGKILL: no finally, no atexit) at a
-named step (``publish(kill_at=...)``) or right after its k-th rename (``os.replace``
+named step (fault point ``publish.<step>``, quality/faults.py) or right after its k-th rename (``os.replace``
 wrapped in the child only, so the kill lands between the renames whatever the code does).
 After each kill, the pair a reader finds (through the published names and through
 ``serving_pair``) is byte-identical to the pair before, or both files are the new build's;
@@ -43,8 +43,10 @@ CHILD = textwrap.dedent("""
             if done[0] == int(kill_after_renames):
                 os.kill(os.getpid(), signal.SIGKILL)
         os.replace = replace
+    if kill_at:
+        os.environ["EARLYHELP_KILL_AT"] = "publish." + kill_at  # quality/faults.py
     from assets.publish import publish
-    publish(Path(build), Path(warehouse), secret, **({"kill_at": kill_at} if kill_at else {}))
+    publish(Path(build), Path(warehouse), secret)
 """)
 
 

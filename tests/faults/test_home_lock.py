@@ -129,3 +129,28 @@ def test_a_killed_run_is_marked_failed_by_the_next_holder(small_city, tmp_path, 
                            env={k: v for k, v in os.environ.items() if k != KILL_ENV},
                            capture_output=True, text=True, timeout=300)
     assert child.stdout.split()[-1] == "True", child.stderr[-2000:]
+
+
+def test_a_dagster_run_creates_what_it_writes_under_home_for_its_owner_only(small_city, tmp_path):
+    """Runs from the UI or a sensor do not pass through `earlyhelp build`, which sets the
+    umask: the resource does it for them."""
+    from pipelines.build import QUIET
+    from pipelines.resources import Warehouse
+    from pipelines.sensors import ASSET_OF
+
+    home, landing = tmp_path / "home", small_city[0] / "landing"
+    instance = dg.DagsterInstance.ephemeral()
+    dates = sorted(p.name for p in (landing / "mash").iterdir())[:2]
+    instance.add_dynamic_partitions("mash_drops", dates)
+    previous = os.umask(0o022)  # what a service account's shell usually has
+    try:
+        result = dg.materialize([ASSET_OF["mash"]], instance=instance, run_config=QUIET, partition_key=dates[0],
+                                resources={"warehouse": Warehouse(home=str(home), landing=str(landing))})
+    finally:
+        os.umask(previous)
+    assert result.success
+    created = [p for p in home.rglob("*")]
+    assert any(p.suffix == ".parquet" for p in created) and (home / "warehouse" / "build.duckdb") in created
+    loose = {str(p.relative_to(home)): oct(p.stat().st_mode & 0o777) for p in created
+             if p.stat().st_mode & 0o077}
+    assert loose == {}
