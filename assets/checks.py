@@ -38,8 +38,11 @@ def staging_quality_checks(system: str) -> list[dg.AssetChecksDefinition]:
                           limits["reconciliation"]["severity"], checks.reconciliation(con, system))
 
     @dg.asset_check(asset=asset, name="identifier_validity", blocking=limits["identifiers"]["severity"] == "blocking",
-                    description="In every staged drop, the share of NHS numbers and UPNs failing their check "
-                                f"stays under {limits['identifiers']['max_invalid_share']:.0%}.")
+                    description="In every staged drop, each NHS number and UPN column the system's contract "
+                                "marks has under "
+                                f"{limits['identifiers']['max_invalid_share']:.0%} of its values failing their check "
+                                f"(a column with fewer than {limits['identifiers']['min_values']} values in a drop "
+                                "is not judged).")
     def _identifiers(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         rule = limits["identifiers"]
         with warehouse.connect() as con:

@@ -7,16 +7,32 @@ thresholds.yaml, never from here.
 
 import duckdb
 
+from assets.warehouse.model import TABLE_GRAIN
+from sources.contracts import load_contract
+from sources.ingest import table_name
+
 from .audit import Outcome, ensure_audit
 
-IDENTIFIER_COLUMNS = {  # staged tables holding NHS numbers or UPNs, and their columns
-    "early_help__family_members": ["NHS_NO", "UPN"],
-    "education__pupils": ["UPN"],
-    "health__patient_identifiers": ["nhs_number"],
-    "health__related_persons": ["nhs_number"],
-    "mash__contacts": ["child_nhs_number", "child_upn"],
-    "social_care__ssd_person": ["pers_common_child_id", "pers_upn"],
-}
+# The identifier kinds identifier_validity judges: NHS numbers and UPNs key identity, and a
+# run of failing ones means a system sent broken identifiers. Postcodes are checked and
+# flagged too, but a placeholder (no fixed abode) is a true answer, not a broken identifier.
+GATED_IDENTIFIERS = ("nhs_number", "upn")
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
+                            "AND table_name = ?", [schema, name]).fetchall()[0][0])
+
+
+def identifier_columns(system: str) -> dict[str, list[str]]:
+    """Staged table -> its NHS number and UPN columns, as the system's contract marks them."""
+    found = {}
+    for table in load_contract(system).tables:
+        columns = [c.name for c in table.columns if c.identifier in GATED_IDENTIFIERS]
+        if columns:
+            found[table_name(system, table)] = columns
+    return found
 
 
 def reconciliation(con: duckdb.DuckDBPyConnection, system: str) -> Outcome:
@@ -46,15 +62,12 @@ def reconciliation(con: duckdb.DuckDBPyConnection, system: str) -> Outcome:
 
 
 def invalid_identifiers(con: duckdb.DuckDBPyConnection, system: str, max_share: float, min_values: int) -> Outcome:
-    """Per drop and identifier column: the share of values that failed their check
-    (moved to <column>_flagged) stays under max_share."""
+    """Per drop and per NHS number or UPN column of the system's contract: the share of
+    values that failed their check (moved to <column>_flagged) stays under max_share.
+    A drop holding fewer than min_values values in a column is not judged on it."""
     found = []
-    for table, columns in IDENTIFIER_COLUMNS.items():
-        if not table.startswith(system + "__"):
-            continue
-        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'staging' "
-                             "AND table_name = ?", [table]).fetchall()[0][0]
-        if not exists:
+    for table, columns in identifier_columns(system).items():
+        if not _table_exists(con, f"staging.{table}"):
             continue
         for column in columns:
             found += con.execute(f"""
@@ -66,7 +79,8 @@ def invalid_identifiers(con: duckdb.DuckDBPyConnection, system: str, max_share: 
     judged = [r for r in found if r[3] >= min_values]
     failing = [r for r in judged if r[4] / r[3] > max_share]
     worst = max((r[4] / r[3] for r in judged), default=0.0)
-    return Outcome(passed=not failing, observed={"worst_invalid_share": round(worst, 4), "drops_judged": len(judged)},
+    return Outcome(passed=not failing,
+                   observed={"worst_invalid_share": round(worst, 4), "column_drops_judged": len(judged)},
                    expected={"max_invalid_share": max_share}, failing_rows=sum(r[4] for r in failing),
                    sample=[dict(zip(("table", "column", "extract_date", "values", "invalid"), r)) for r in failing])
 
@@ -216,15 +230,10 @@ def drift(con: duckdb.DuckDBPyConnection, run_id: str, table: str, limits: dict)
 def staging_drift(con: duckdb.DuckDBPyConnection, run_id: str, system: str, limits: dict) -> Outcome:
     """Profile the current rows of each of the system's history tables (row count, null
     shares, shares of every coded column) and compare with the previous run."""
-    from sources.contracts import load_contract
-    from sources.ingest import table_name
-
     moved, compared = [], 0
     for table in load_contract(system).tables:
         name = f"history.{table_name(system, table)}"
-        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'history' "
-                             "AND table_name = ?", [table_name(system, table)]).fetchall()[0][0]
-        if not exists:
+        if not _table_exists(con, name):
             continue
         coded = [c.name for c in table.columns if c.codes and not c.separator]
         profile_table(con, run_id, name, coded, where="is_current")
@@ -236,35 +245,13 @@ def staging_drift(con: duckdb.DuckDBPyConnection, run_id: str, system: str, limi
                    failing_rows=len(moved), sample=moved)
 
 
-# The grain of every model table: these columns identify a row (docs/warehouse.md).
-MODEL_GRAIN = {
-    "model.dim_person": ["person_key"],
-    "model.dim_family": ["family_key"],
-    "model.dim_worker": ["system", "worker_id"],
-    "model.dim_school": ["urn"],
-    "model.dim_date": ["date"],
-    "model.fact_mash_contact": ["contact_id", "child_seq"],
-    "model.fact_eh_referral": ["referral_id"],
-    "model.fact_eh_episode": ["episode_id"],
-    "model.fact_csc_referral": ["referral_id"],
-    "model.fact_assessment": ["assessment_id"],
-    "model.fact_exclusion": ["exclusion_id"],
-    "model.fact_health_contact": ["encounter_id"],
-    "model.fact_camhs_referral": ["request_id"],
-}
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                            "AND table_name = ?", [schema, name]).fetchall()[0][0])
-
-
 def model_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
-    """Every model table is unique at its grain, and every fact's person_key and
-    family_key exist in dim_person and dim_family."""
+    """Every model table is unique at the grain the model declares for it
+    (assets/warehouse/model.py TABLE_GRAIN), and every fact's person_key and family_key
+    exist in dim_person and dim_family."""
     problems, checked = [], 0
-    for table, key in MODEL_GRAIN.items():
+    for name, grain in TABLE_GRAIN.items():
+        table, key = f"model.{name}", list(grain)
         if not _table_exists(con, table):
             problems.append({"table": table, "problem": "missing"})
             continue

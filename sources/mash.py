@@ -17,15 +17,21 @@ def read_drop(con, drop):
 
 
 def history_sql(table: str = "contacts") -> str:
-    """Every version of every row, each valid until the next version of its key."""
+    """Every version of every row, each valid until the next version of its key. The key
+    and the version column are the contract's (mash.yaml: key, version), so the history
+    cannot drift from what staging checks."""
+    spec = next(t for t in load_contract(SYSTEM).tables if t.name.lower() == table)
+    key = ", ".join(f'"{k}"' for k in spec.key)
+    version = f'"{spec.version}"'
+    # a version re-sent in a later drop is kept once: the latest drop's copy
     return f"""
         CREATE OR REPLACE TABLE history.mash__{table} AS
         SELECT * EXCLUDE (_rank),
-               lead(updated_at) OVER (PARTITION BY contact_id, child_seq ORDER BY updated_at, extract_date) AS valid_to,
+               lead({version}) OVER (PARTITION BY {key} ORDER BY {version}, extract_date) AS valid_to,
                valid_to IS NULL AS is_current
         FROM (
-            SELECT *, updated_at AS valid_from,
-                   row_number() OVER (PARTITION BY contact_id, child_seq, updated_at ORDER BY extract_date DESC) AS _rank
+            SELECT *, {version} AS valid_from,
+                   row_number() OVER (PARTITION BY {key}, {version} ORDER BY extract_date DESC) AS _rank
             FROM staging.mash__{table}
         ) WHERE _rank = 1
     """

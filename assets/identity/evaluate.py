@@ -150,24 +150,21 @@ def _rates(true_pairs: int, predicted_pairs: int, tp: int) -> dict:
             "predicted_pairs": predicted_pairs, "true_positive_pairs": tp}
 
 
-def _linking_metrics(con: duckdb.DuckDBPyConnection) -> dict:
-    """blocking_ceiling and grey_zone_pairs of the latest run in audit.identity_metric."""
-    found = {"blocking_ceiling": None, "grey_zone_pairs": None}
+def _grey_zone_pairs(con: duckdb.DuckDBPyConnection) -> float | None:
+    """grey_zone_pairs of the latest run in audit.identity_metric (identity records it),
+    or None."""
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables "
         "WHERE table_schema = 'audit' AND table_name = 'identity_metric'").fetchall()[0][0]
     if not exists:
-        return found
-    rows = con.execute("""
+        return None
+    return con.execute("""
         WITH latest AS (SELECT run_id FROM audit.identity_metric
                         ORDER BY recorded_at DESC NULLS LAST LIMIT 1)
-        SELECT metric, max_by(value, recorded_at)
+        SELECT max_by(value, recorded_at)
         FROM audit.identity_metric JOIN latest USING (run_id)
-        WHERE metric IN ('blocking_ceiling', 'grey_zone_pairs')
-        GROUP BY metric
-    """).fetchall()
-    found.update({metric: value for metric, value in rows})
-    return found
+        WHERE metric = 'grey_zone_pairs'
+    """).fetchall()[0][0]
 
 
 def blocking_ceiling(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> float | None:
@@ -219,8 +216,10 @@ def evaluate_identity(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
     ``over_merged_clusters`` holds records of more than one true person;
     ``split_persons`` are spread over more than one cluster. ``twin_merges`` counts
     clusters holding two true persons who are twins of each other (both is_twin, same
-    household_key and birth_date). ``blocking_ceiling`` and ``grey_zone_size`` come
-    from the latest run in audit.identity_metric, or are None.
+    household_key and birth_date). ``blocking_ceiling`` is computed here from the truth
+    and identity.standardised_record (identity never has the truth, so it cannot record
+    it), or None without standardised records; ``grey_zone_size`` comes from the latest
+    run in audit.identity_metric, or is None.
     """
     params = {"records": str(Path(truth_dir) / "records.csv")}
 
@@ -239,8 +238,7 @@ def evaluate_identity(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
 
     twins = con.execute(
         _TWINS_SQL, {**params, "persons": str(Path(truth_dir) / "persons.csv")}).fetchall()
-    linking = _linking_metrics(con)
-    grey = linking["grey_zone_pairs"]
+    grey = _grey_zone_pairs(con)
 
     return {
         "pairwise": _rates(pairwise["true"], pairwise["predicted"], pairwise["tp"]),
@@ -266,8 +264,7 @@ def evaluate_identity(con: duckdb.DuckDBPyConnection, truth_dir: Path) -> dict:
             {"predicted_person_key": key, "true_person_keys": list(persons)}
             for key, persons in twins[:5]
         ],
-        "blocking_ceiling": blocking_ceiling(con, truth_dir) if linking["blocking_ceiling"] is None
-        else linking["blocking_ceiling"],
+        "blocking_ceiling": blocking_ceiling(con, truth_dir),
         "grey_zone_size": int(grey) if grey is not None and float(grey).is_integer() else grey,
     }
 

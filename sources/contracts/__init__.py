@@ -39,7 +39,7 @@ class Table:
     key: tuple[str, ...]
     columns: tuple[Column, ...]
     description: str = ""
-    version: str = ""  # delta tables: the column whose latest value wins
+    version: str = ""  # delta tables: the column whose latest value wins (sources/mash.py history_sql)
 
     @property
     def column_names(self) -> list[str]:
@@ -88,8 +88,13 @@ def load_contract(system: str) -> Contract:
             if column.identifier and column.identifier not in IDENTIFIERS:
                 raise ValueError(f"{system}.{name}.{column.name}: unknown identifier {column.identifier!r}")
             columns.append(column)
-        tables.append(Table(name=name, file=spec["file"], key=tuple(spec["key"]), columns=tuple(columns),
-                            description=spec.get("description", ""), version=spec.get("version", "")))
+        table = Table(name=name, file=spec["file"], key=tuple(spec["key"]), columns=tuple(columns),
+                      description=spec.get("description", ""), version=spec.get("version", ""))
+        # a delta feed re-sends rows, so its history needs the column saying which copy is newer
+        if raw["mode"] == "delta" and table.version not in table.column_names:
+            raise ValueError(f"{system}.{name}: a delta table's version must name one of its columns, "
+                             f"not {table.version!r}")
+        tables.append(table)
     return Contract(system=raw["system"], mode=raw["mode"], format=raw.get("format", "csv"),
                     encoding=raw.get("encoding", "utf-8"), date_format=raw.get("date_format", "%Y-%m-%d"),
                     datetime_format=raw.get("datetime_format", "%Y-%m-%d %H:%M:%S"), tables=tuple(tables))
