@@ -14,10 +14,14 @@ BUILD_TAG = "earlyhelp/build_id"
 SEVERITY = {"blocking": dg.AssetCheckSeverity.ERROR, "warning": dg.AssetCheckSeverity.WARN}
 
 
-def report(context, warehouse_con, asset: str, name: str, severity: str, outcome: Outcome) -> dg.AssetCheckResult:
+def report(context, warehouse_con, asset: str, name: str, severity: str, outcome: Outcome,
+           asset_key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
+    """Record one check result in audit.check_result and return it for the UI; a
+    multi-asset check names the ``asset_key`` each of its results is about."""
     record_check(warehouse_con, context.run.run_id, asset, name, severity, outcome,
                  build_id=context.run.tags.get(BUILD_TAG))
     return dg.AssetCheckResult(
+        asset_key=asset_key, check_name=name if asset_key else None,
         passed=bool(outcome.passed), severity=SEVERITY[severity],
         metadata={"observed": dg.MetadataValue.json(outcome.observed),
                   "expected": dg.MetadataValue.json(outcome.expected),

@@ -8,15 +8,22 @@ from assets.synthetic import synthetic_city
 from pipelines.definitions import defs
 
 
-def test_definitions_load_with_the_expected_asset_keys():
+def test_definitions_load_with_one_asset_per_table():
+    from assets.features.features import TABLES as FEATURE_TABLES
+    from assets.marts.marts import MARTS
+    from assets.warehouse.model import REFERENCE_TABLES, TABLE_GRAIN
+
     repo = defs.get_repository_def()
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"synthetic_city", "identity/persons", "warehouse/model", "warehouse/marts",
-                    "warehouse/publish", "features/child_month", "features/model_card"} | {
-        f"staging/{s}" for s in ("education", "health", "social_care", "early_help", "mash", "reference")}
+    assert keys == {"synthetic_city", "identity/persons", "identity/families", "identity/review_queue",
+                    "warehouse/publish", "features/model_card"} | {
+        f"staging/{s}" for s in ("education", "health", "social_care", "early_help", "mash", "reference")} | {
+        f"model/{t}" for t in (*TABLE_GRAIN, *REFERENCE_TABLES)} | {f"marts/{m}" for m in MARTS} | {
+        f"features/{t}" for t in FEATURE_TABLES}
     checks = {(c.asset_key.to_user_string(), c.name) for c in repo.asset_graph.asset_check_keys}
     assert {("identity/persons", "identity_constraints"), ("identity/persons", "identity_coverage"),
             ("features/child_month", "integrity")} <= checks
+    assert {(f"model/{t}", "integrity") for t in TABLE_GRAIN} <= checks  # every model table, not 13 of 20
     for system in ("education", "health", "social_care", "early_help", "mash", "reference"):
         assert {(f"staging/{system}", name) for name in
                 ("contract_expectations", "reconciliation", "identifier_validity", "freshness", "drift")} <= checks
@@ -24,6 +31,24 @@ def test_definitions_load_with_the_expected_asset_keys():
     assert {s.name for s in repo.schedule_defs} == {f"{s}_cadence" for s in
                                                     ("education", "health", "social_care", "early_help", "mash", "reference")}
     assert [s.name for s in repo.sensor_defs] == ["new_drop_sensor"]
+
+
+def test_lineage_is_read_from_the_sql():
+    """A table's deps are the tables its SQL reads (through working tables and macros)."""
+    graph = defs.get_repository_def().asset_graph
+
+    def parents(key: str) -> set[str]:
+        return {p.to_user_string() for p in graph.get(dg.AssetKey.from_user_string(key)).parent_keys}
+
+    assert parents("marts/closures_monthly") == {"model/fact_csc_referral", "model/fact_eh_episode"}
+    assert parents("model/fact_cp_plan") == {"identity/persons", "identity/families", "staging/social_care"}
+    assert parents("model/dim_school") == {"staging/reference"}
+    assert parents("model/dim_worker") == {"model/dim_team", "staging/early_help", "staging/social_care"}
+    assert parents("features/child_month_label") >= {"features/child_month", "model/fact_cp_plan"}
+    assert parents("identity/persons") == {f"staging/{s}" for s in
+                                           ("education", "health", "social_care", "early_help", "mash")}
+    assert parents("warehouse/publish") >= {"features/model_card", "marts/closures_monthly"}
+
 
 
 def test_synthetic_city_asset_writes_a_city(tmp_path):

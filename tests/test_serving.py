@@ -57,6 +57,33 @@ def test_a_build_publishes_both_serving_files_and_the_reports(home):
     assert (folder / "reports" / "data_dictionary.html").exists()
 
 
+def test_every_table_is_materialized_with_its_row_count_and_schema(home, monkeypatch):
+    """What the UI shows per table: Dagster's standard row count and column schema, equal
+    to what the published file holds."""
+    import dagster as dg
+
+    from assets.warehouse.model import TABLE_GRAIN
+
+    _, folder = home
+    monkeypatch.setenv("DAGSTER_HOME", str(folder / "dagster"))
+    instance = dg.DagsterInstance.from_config(str(folder / "dagster"))
+    try:
+        with duckdb.connect(str(folder / "warehouse" / "identifiable.duckdb"), read_only=True) as con:
+            for table in [f"model.{t}" for t in TABLE_GRAIN] + ["marts.closures_monthly", "features.child_month",
+                                                                 "identity.review_queue"]:
+                key = dg.AssetKey(table.split(".")) if not table.startswith("identity") else \
+                    dg.AssetKey(["identity", "review_queue"])
+                metadata = instance.get_latest_materialization_event(key).asset_materialization.metadata
+                rows = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+                columns = [c for (c,) in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+                    "ORDER BY column_index", table.split(".")).fetchall()]
+                assert metadata["dagster/row_count"].value == rows, table
+                assert [c.name for c in metadata["dagster/column_schema"].schema.columns] == columns, table
+    finally:
+        instance.dispose()
+
+
 def test_everything_a_build_writes_under_home_is_its_owners_only(home):
     """Databases, staged Parquet, the review queue, reports and the Dagster instance hold
     identifiable data or keys: no file or folder under HOME is open to group or others."""

@@ -5,30 +5,39 @@ import dagster as dg
 
 from assets.checks import report
 from assets.features.evaluate import train_and_evaluate
-from assets.features.features import build_features
+from assets.features.features import SQL, SQL_FILES, TABLES, build_features
 from assets.features.model_card import write_model_card
-from assets.warehouse_assets import expectations_check
+from assets.sql_lineage import tables_made
+from assets.table_assets import key_of, materialized, table_specs
+from assets.warehouse_assets import expectations_checks
 from pipelines.resources import Warehouse
 from quality import checks
 from quality.audit import thresholds
 
-MODEL = dg.AssetKey(["warehouse", "model"])
+# Made in Python (assets/features/features.py), not by a SQL file: what each reads
+MADE_IN_PYTHON = {"features.window": {"history.mash__contacts", "history.social_care__ssd_cin_episodes"},
+                  "features.feature_definition": set()}
+FEATURE_SQL = tables_made([SQL / f for f in SQL_FILES])
+# in dependency order (the Python-made tables read no feature table)
+FEATURE_TABLES = [*MADE_IN_PYTHON, *(t for t in FEATURE_SQL if t.split(".")[1] in TABLES)]
+CHILD_MONTH = key_of("features.child_month")
+LABELS = key_of("features.child_month_label")
 
 
-@dg.asset(key=["features", "child_month"], deps=[MODEL], group_name="features", kinds={"duckdb"},
-          description="Point-in-time risk features per child per month-end (features.child_month), the "
-                      "families' Supporting Families needs (features.family_month) and escalation labels "
-                      "kept apart (features.child_month_label); see assets/features/sql/.")
-def child_month(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+@dg.multi_asset(name="features", specs=table_specs(FEATURE_SQL, "features", FEATURE_TABLES, MADE_IN_PYTHON), can_subset=False)
+def child_month(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    """Point-in-time risk features per child per month-end, the families' Supporting Families
+    needs and the escalation labels kept apart, built together; see assets/features/sql/."""
     with warehouse.connect() as con:
-        counts = build_features(con)
+        build_features(con)
         first, last, rule = con.execute(
             "SELECT first_as_of, last_as_of, knowledge_rule FROM features.window").fetchall()[0]
-    return dg.MaterializeResult(metadata={**{f"rows_{t}": n for t, n in counts.items()},
-                                          "window": f"{first} to {last}", "knowledge_rule": rule})
+        results = list(materialized(con, FEATURE_TABLES))
+    context.log.info(f"features from {first} to {last}, knowledge rule {rule}")
+    yield from results
 
 
-@dg.asset(key=["features", "model_card"], deps=[child_month], group_name="features", kinds={"duckdb"},
+@dg.asset(key=["features", "model_card"], deps=[CHILD_MONTH, LABELS], group_name="features", kinds={"duckdb"},
           description="Baseline escalation model (logistic regression, assets/features/model.yaml) trained on "
                       "earlier month-ends and tested on later ones; features.model_* tables and "
                       "HOME/reports/model_card.html, which says whether it clears the bar set before evaluation.")
@@ -43,7 +52,7 @@ def model_card(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Ma
         "bar_failures": run["bar_failures"] or "", "auc": run.get("auc"), "test_rows": run["test_rows"]})
 
 
-@dg.asset_check(asset=child_month, name="integrity", blocking=thresholds()["features"]["severity"] == "blocking",
+@dg.asset_check(asset=CHILD_MONTH, name="integrity", blocking=thresholds()["features"]["severity"] == "blocking",
                 description="features.child_month is unique per child and month-end, covers every child known "
                             "to any system by each month-end, and has one label row per row.")
 def features_integrity(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
@@ -52,11 +61,12 @@ def features_integrity(context: dg.AssetCheckExecutionContext, warehouse: Wareho
                       checks.features_integrity(con))
 
 
-@dg.asset_check(asset=child_month, name="feature_expectations",
-                description="Great Expectations suite for features.child_month (quality/suites/warehouse/): "
-                            "key, ranges (ages, rates, deciles, counts) and code sets.")
-def feature_expectations(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
-    return expectations_check(context, warehouse, "features/child_month", "feature_expectations", ("features",))
+@dg.multi_asset_check(specs=[dg.AssetCheckSpec(
+    "feature_expectations", asset=CHILD_MONTH,
+    description="Great Expectations suite for features.child_month (quality/suites/warehouse/): key, ranges "
+                "(ages, rates, deciles, counts) and code sets.")])
+def feature_expectations(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
+    yield from expectations_checks(context, warehouse, "feature_expectations", ("features.child_month",))
 
 
 features_assets = [child_month, model_card]

@@ -1,13 +1,15 @@
 """Dagster definitions for identity: thin wrappers around engine.run_identity.
 
-One asset, `identity/persons`, downstream of every staging asset: it links all staged
-person records, keeps person and family keys stable, and refreshes the review queue.
-Its blocking check (assets/checks.py: identity_quality) stops publishing when a person
-holds two NHS numbers or two UPNs, or identity quality falls below its thresholds.
+One step, downstream of every staging asset, with three outputs: `identity/persons`
+(all staged person records linked, person keys kept stable), `identity/families` (families
+and households from them) and `identity/review_queue` (the pairs left for clerical
+review). The blocking check on persons (assets/checks.py: identity_quality) stops
+publishing when a person holds two NHS numbers or two UPNs.
 """
 
 import dagster as dg
 
+from assets.table_assets import IDENTITY_FAMILIES, IDENTITY_PERSONS, IDENTITY_REVIEW_QUEUE, materialized
 from pipelines.resources import Warehouse
 from sources.drops import SYSTEMS
 
@@ -16,28 +18,38 @@ from .engine import run_identity
 PERSON_SYSTEMS = [s for s in SYSTEMS if s != "reference"]
 
 
-@dg.asset(
-    key=["identity", "persons"], group_name="identity", kinds={"duckdb", "splink"},
-    deps=[dg.AssetKey(["staging", system]) for system in PERSON_SYSTEMS],
-    description="One person per real child or adult across the five systems (identity.person, "
-                "person_record, link, link_event), families (identity.family, family_member) and "
-                "the clerical review queue (identity.review_queue, HOME/review/queue.csv).",
-)
-def identity_persons(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+@dg.multi_asset(name="identity", can_subset=False, specs=[
+    dg.AssetSpec(IDENTITY_PERSONS, group_name="identity", kinds={"duckdb", "splink"},
+                 deps=[dg.AssetKey(["staging", system]) for system in PERSON_SYSTEMS],
+                 description="One person per real child or adult across the five systems: identity.person, "
+                             "person_record (each source record's person and why), link, link_event.",
+                 metadata={"table": "identity.person"}),
+    dg.AssetSpec(IDENTITY_FAMILIES, group_name="identity", kinds={"duckdb"}, deps=[IDENTITY_PERSONS],
+                 description="Families (identity.family, family_member: who belonged when, and why) and "
+                             "households from shared addresses (identity.household).",
+                 metadata={"table": "identity.family"}),
+    dg.AssetSpec(IDENTITY_REVIEW_QUEUE, group_name="identity", kinds={"duckdb"}, deps=[IDENTITY_PERSONS],
+                 description="Pairs of records left for clerical review (identity.review_queue), also written "
+                             "to HOME/review/queue.csv.",
+                 metadata={"table": "identity.review_queue"}),
+])
+def identity_persons(context: dg.AssetExecutionContext, warehouse: Warehouse):
     with warehouse.connect() as con:
         result = run_identity(con, context.run.run_id, warehouse.review_dir, durable_dir=warehouse.identity_dir,
                               reports_dir=warehouse.reports_dir)
-    context.log.info(f"identity: {result['records']:,} records -> {result['persons']:,} persons, "
-                     f"{result['families']:,} families, {result['review_queue']:,} pairs to review; model "
-                     f"{result['model']}" + (" (fitted to this deployment's records in this run)"
-                                             if result["model_fitted"] else ""))
-    return dg.MaterializeResult(metadata={
-        "records": result["records"], "persons": result["persons"], "families": result["families"],
-        "review_queue": result["review_queue"],
+        context.log.info(f"identity: {result['records']:,} records -> {result['persons']:,} persons, "
+                         f"{result['families']:,} families, {result['review_queue']:,} pairs to review; model "
+                         f"{result['model']}" + (" (fitted to this deployment's records in this run)"
+                                                 if result["model_fitted"] else ""))
+        persons, families, queue = materialized(con, ["identity.person", "identity.family", "identity.review_queue"])
+    yield dg.MaterializeResult(asset_key=IDENTITY_PERSONS, metadata={
+        **persons.metadata, "records": result["records"],
         "decisions_imported": result["decisions_imported"]["decisions"],
         "seconds": round(result["seconds"]["total"], 1),
-        "model": result["model"], "model_fitted_this_run": result["model_fitted"],
-    })
+        "model": result["model"], "model_fitted_this_run": result["model_fitted"]})
+    yield families
+    yield dg.MaterializeResult(asset_key=IDENTITY_REVIEW_QUEUE, metadata={
+        **queue.metadata, "queue_csv": dg.MetadataValue.path(result["review_queue_csv"])})
 
 
 identity_assets = [identity_persons]
