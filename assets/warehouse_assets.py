@@ -4,7 +4,7 @@ also refuses while any blocking check's latest result is a failure."""
 
 import dagster as dg
 
-from assets.checks import report
+from assets.checks import BUILD_TAG, report
 from assets.dictionary import build_dictionary
 from assets.marts.marts import CALENDAR, MARTS, build_marts
 from assets.marts.marts import SQL as MART_HERE
@@ -16,7 +16,7 @@ from assets.warehouse.model import REFERENCE_TABLES, TABLE_GRAIN, build_model
 from assets.warehouse.model import SQL_FILES as MODEL_FILES
 from pipelines.resources import Warehouse
 from quality import checks
-from quality.audit import Outcome, blocking_failures, thresholds
+from quality.audit import Outcome, blocking_failures, finish_run, thresholds
 
 # Each layer's tables, in the order their SQL makes them, and what each reads
 # (in the order the SQL makes them: Dagster takes a step's outputs in dependency order)
@@ -99,7 +99,16 @@ def publish_serving_files(context: dg.AssetExecutionContext, warehouse: Warehous
                                          + ", ".join(f"{a} {c}" for a, c in failures)
                                          + "; the serving files are as they were")
         dictionary = build_dictionary(con, warehouse.reports_dir)
-    result = publish(warehouse.build_db, warehouse.build_db.parent)  # reads the build file: no writer open
+        # Publishing is the run's last step and everything before it succeeded: the run's
+        # row is finished now, so the published audit.run does not show it running.
+        record = context.run.tags.get(BUILD_TAG) or context.run.run_id
+        finish_run(con, record, "success")
+    try:
+        result = publish(warehouse.build_db, warehouse.build_db.parent)  # reads the build file: no writer open
+    except Exception as error:
+        with warehouse.connect() as con:
+            finish_run(con, record, "failed", f"publish failed: {type(error).__name__}", only_running=False)
+        raise
     context.log.info(f"published; data dictionary at {dictionary}")
     return dg.MaterializeResult(metadata={
         # the names analysts open (links through `current`), and the generation they name now

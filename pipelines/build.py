@@ -1,8 +1,9 @@
 """`earlyhelp build`: run the whole pipeline in process on every drop in a landing folder.
 
 HOME receives the Dagster instance (``HOME/dagster``), the build database, staged
-Parquet and reports. Each system's staging asset runs once over all its drops (a
-single-run backfill), so the runs appear in the Dagster UI like any other.
+Parquet and reports. The build launches the jobs of pipelines/jobs.py, the same the UI
+and sensors launch: each system's ``stage_<system>`` once over all its drops (a
+single-run backfill), then ``warehouse``; the runs appear in the Dagster UI like any other.
 """
 
 from __future__ import annotations
@@ -16,20 +17,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from assets.checks import BUILD_TAG, identity_quality, staging_quality
-from assets.features.assets import features_assets, features_checks
-from assets.identity.assets import identity_persons
-from assets.staging import drop_partitions, staging_checks
-from assets.warehouse_assets import warehouse_assets, warehouse_checks
+from assets.checks import BUILD_TAG
+from assets.staging import drop_partitions
 from pipelines.home_lock import holding_home
+from pipelines.jobs import staging_job_name, warehouse_job
 from pipelines.resources import Warehouse, recover_dead_runs
-from pipelines.sensors import ASSET_OF
-from quality.audit import finish_run, start_run, summarise_quarantine
-from quality.report import write_quality_report
+from pipelines import run_record
 from sources.drops import SYSTEMS, find_drops, ignored_in_landing
 
-CHECKS_OF = {system: [c for c in [*staging_checks, *staging_quality]
-                      if next(iter(c.check_keys)).asset_key.path == ["staging", system]] for system in SYSTEMS}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -87,8 +82,7 @@ def _build(landing: Path, home: Path, truth: Path | None) -> BuildResult:
     build_id = uuid.uuid4().hex
     tags = {"earlyhelp/command": "build", BUILD_TAG: build_id}
     recovered = recover_dead_runs(warehouse, instance)
-    with warehouse.connect() as con:
-        start_run(con, build_id, "build")
+    run_record.begin(warehouse, build_id, "build")
     runs, identity, model = {}, None, None
     try:
         for system in SYSTEMS:
@@ -99,17 +93,14 @@ def _build(landing: Path, home: Path, truth: Path | None) -> BuildResult:
             known = set(instance.get_dynamic_partitions(name))
             instance.add_dynamic_partitions(name, [d.partition for d in drops if d.partition not in known])
             keys = instance.get_dynamic_partitions(name)
-            result = dg.materialize(
-                [ASSET_OF[system], *CHECKS_OF[system]], instance=instance, resources={"warehouse": warehouse},
-                raise_on_error=False, run_config=QUIET,
+            result = _job(staging_job_name(system)).execute_in_process(
+                instance=instance, resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
                 tags={**tags, "dagster/asset_partition_range_start": keys[0],
                       "dagster/asset_partition_range_end": keys[-1]})
             runs[system] = result.success
         if runs and all(runs.values()):
             # one run from identity to publish: a failing blocking check stops what follows it
-            result = dg.materialize(
-                [identity_persons, *identity_quality, *warehouse_assets, *warehouse_checks,
-                 *features_assets, *features_checks],
+            result = _job(warehouse_job.name).execute_in_process(
                 instance=instance, resources={"warehouse": warehouse}, raise_on_error=False, run_config=QUIET,
                 tags=tags)
             done = {key.to_user_string() for key in _materialized(result)}
@@ -120,14 +111,17 @@ def _build(landing: Path, home: Path, truth: Path | None) -> BuildResult:
             if "features/model_card" in done:
                 model = _model_summary(warehouse)
     finally:
-        with warehouse.connect() as con:
-            summarise_quarantine(con, build_id)
-            ok = bool(runs) and all(runs.values())
-            finish_run(con, build_id, "success" if ok else "failed",
-                       ", ".join(s for s, r in runs.items() if not r) or None)
-            write_quality_report(con, warehouse.reports_dir)
+        ok = bool(runs) and all(runs.values())
+        run_record.end(warehouse, build_id, ok, ", ".join(s for s, r in runs.items() if not r) or None)
     ignored = [f"{system}/{name}: {why}" for system in SYSTEMS for name, why in ignored_in_landing(landing, system)]
     return BuildResult(home, runs, _summary(warehouse.build_db), identity, model, recovered, ignored)
+
+
+def _job(name: str) -> dg.JobDefinition:
+    """A job of the Definitions `dagster dev` loads: the build runs exactly what the UI runs."""
+    from pipelines.definitions import defs
+
+    return defs.resolve_job_def(name)
 
 
 def _model_summary(warehouse: Warehouse) -> dict:

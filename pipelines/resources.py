@@ -62,8 +62,10 @@ class Warehouse(dg.ConfigurableResource):
         """A run holds HOME's build lock for its whole life (waiting, with a message, while
         another build has it) and is marked alive; the first holder after a crash marks
         the dead runs failed. Everything it creates under HOME is its owner's only (umask
-        077), as under `earlyhelp build`: HOME holds identifiable data. Sensors and
-        schedules evaluate without a run: no lock."""
+        077), as under `earlyhelp build`: HOME holds identifiable data. A run not launched
+        by `earlyhelp build` gets what a build gets: its row in audit.run, the quarantine
+        summary and the quality report (pipelines/run_record.py). Sensors and schedules
+        evaluate without a run: no lock."""
         run = context.run
         if run is None:
             yield self
@@ -75,9 +77,17 @@ class Warehouse(dg.ConfigurableResource):
             with marked_alive(home, run.run_id), holding_home(
                     home, f"Dagster run {run.run_id}", wait=True,
                     on_wait=lambda who: context.log.warning(f"waiting for {who} to finish with {home}")) as holding:
-                if holding.outermost:
-                    recover_dead_runs(self, context.instance, current_run_id=run.run_id)
+                if not holding.outermost:  # inside `earlyhelp build`, which keeps the run record
+                    yield self
+                    return
+                from pipelines import run_record
+
+                recover_dead_runs(self, context.instance, current_run_id=run.run_id)
+                run_record.begin(self, run.run_id, f"dagster run: {run.job_name}")
                 yield self
+                failed = sorted({e.step_key for e in context.instance.all_logs(
+                    run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)})
+                run_record.end(self, run.run_id, not failed, ", ".join(failed) or None)
         finally:
             os.umask(previous_umask)
 

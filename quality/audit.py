@@ -86,11 +86,15 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, command: str) -> None
     con.execute("INSERT INTO audit.run VALUES (?, ?, now(), NULL, 'running', NULL)", [run_id, command])
 
 
-def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, detail: str | None = None) -> None:
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, detail: str | None = None,
+               only_running: bool = True) -> None:
+    """Give a running row its end. The one other update audit.run allows
+    (``only_running=False``): a run its publish step marked finished, whose publish then
+    failed, is marked failed."""
     ensure_audit(con)
-    # the one update audit.run allows: a running row gets its end
-    con.execute("UPDATE audit.run SET finished_at = now(), status = ?, detail = ? "
-                "WHERE run_id = ? AND status = 'running'", [status, detail, run_id])
+    which = "run_id = ? AND status = 'running'" if only_running else "run_id = ?"
+    con.execute(f"UPDATE audit.run SET finished_at = now(), status = ?, detail = ? WHERE {which}",
+                [status, detail, run_id])
 
 
 def fail_dead_runs(con: duckdb.DuckDBPyConnection) -> list[str]:

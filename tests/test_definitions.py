@@ -30,7 +30,9 @@ def test_definitions_load_with_one_asset_per_table():
     assert repo.get_job("synthetic_city_job")
     assert {s.name for s in repo.schedule_defs} == {f"{s}_cadence" for s in
                                                     ("education", "health", "social_care", "early_help", "mash", "reference")}
-    assert [s.name for s in repo.sensor_defs] == ["new_drop_sensor"]
+    assert sorted(s.name for s in repo.sensor_defs) == ["new_drop_sensor", "warehouse_after_staging"]
+    assert {j.name for j in repo.get_all_jobs()} >= {"warehouse", "synthetic_city_job"} | {
+        f"stage_{s}" for s in ("education", "health", "social_care", "early_help", "mash", "reference")}
 
 
 def test_lineage_is_read_from_the_sql():
@@ -105,3 +107,25 @@ def test_a_corrected_redelivery_gets_a_new_run_key(small_city, tmp_path):
     (path.parent / "_manifest.json").write_text(json.dumps(manifest))
     [after] = requests_for_new_drops(instance, warehouse, ("mash",))
     assert after.run_key != before.run_key and after.partition_key == before.partition_key
+
+
+def test_a_successful_staging_run_requests_the_warehouse_run(small_city, tmp_path):
+    from pipelines.build import QUIET
+    from pipelines.resources import Warehouse
+    from pipelines.sensors import warehouse_after_staging
+
+    landing = small_city[0] / "landing"
+    instance = dg.DagsterInstance.ephemeral()
+    day = sorted(p.name for p in (landing / "reference").iterdir())[0]
+    instance.add_dynamic_partitions("reference_drops", [day])
+    result = defs.resolve_job_def("stage_reference").execute_in_process(
+        instance=instance, partition_key=day, run_config=QUIET,
+        resources={"warehouse": Warehouse(home=str(tmp_path / "home"), landing=str(landing))})
+    assert result.success
+    [success] = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_SUCCESS)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="warehouse_after_staging", dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id), dagster_event=success.dagster_event)
+    request = warehouse_after_staging(context)
+    assert request.run_key == f"after:{result.run_id}"  # once per staging run
+    assert warehouse_after_staging.job_name == "warehouse"

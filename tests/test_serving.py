@@ -55,6 +55,10 @@ def test_a_build_publishes_both_serving_files_and_the_reports(home):
         assert "identity" not in schemas
     assert (folder / "reports" / "quality" / "index.html").exists()
     assert (folder / "reports" / "data_dictionary.html").exists()
+    with duckdb.connect(str(folder / "warehouse" / "analytics.duckdb"), read_only=True) as con:
+        # the build's row was finished before it was published
+        assert con.sql("SELECT command, status, finished_at IS NOT NULL FROM audit.run").fetchall() == [
+            ("build", "success", True)]
 
 
 def test_every_table_is_materialized_with_its_row_count_and_schema(home, monkeypatch):

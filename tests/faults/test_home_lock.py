@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from pipelines.home_lock import HomeBusy, dead_runs, holding_home, marked_alive
@@ -34,9 +35,9 @@ STAGE_REFERENCE = textwrap.dedent("""
     import sys
     import dagster as dg
     from assets.staging import drop_partitions
-    from pipelines.build import CHECKS_OF, QUIET, dagster_instance
+    from pipelines.build import QUIET, dagster_instance
     from pipelines.resources import Warehouse
-    from pipelines.sensors import ASSET_OF
+    from pipelines.jobs import ASSET_OF
     from pathlib import Path
     home, landing = Path(sys.argv[1]), sys.argv[2]
     instance = dagster_instance(home)
@@ -86,8 +87,9 @@ def test_an_alive_mark_is_never_seen_unheld(tmp_path):
 
 def test_a_run_waits_for_a_build_that_holds_the_home(small_city, tmp_path):
     from pipelines.build import QUIET
+    from pipelines.definitions import defs
+    from pipelines.jobs import staging_job_name
     from pipelines.resources import Warehouse
-    from pipelines.sensors import ASSET_OF
 
     home, landing = tmp_path / "home", small_city[0] / "landing"
     instance = dg.DagsterInstance.ephemeral()
@@ -95,15 +97,23 @@ def test_a_run_waits_for_a_build_that_holds_the_home(small_city, tmp_path):
     instance.add_dynamic_partitions("reference_drops", dates)
     child = hold_in_child(home, 3)
     started = time.monotonic()
-    result = dg.materialize([ASSET_OF["reference"]], instance=instance, raise_on_error=False, run_config=QUIET,
-                            resources={"warehouse": Warehouse(home=str(home), landing=str(landing))},
-                            partition_key=dates[0])
+    job = defs.resolve_job_def(staging_job_name("reference"))  # as the UI launches it
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET,
+                                    resources={"warehouse": Warehouse(home=str(home), landing=str(landing))},
+                                    partition_key=dates[0])
     waited = time.monotonic() - started
     child.wait()
     assert result.success
     assert waited >= 2.5  # it ran only once the holder let go
     messages = [e.message for e in instance.all_logs(result.run_id) if e.message]
     assert any(f"waiting for a test holder (pid {child.pid}" in m for m in messages)
+    # a run not launched by `earlyhelp build` still gets what a build gets
+    with duckdb.connect(str(home / "warehouse" / "build.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT run_id, command, status FROM audit.run").fetchall() == [
+            (result.run_id, f"dagster run: {result.job_def.name}", "success")]
+        assert con.execute("SELECT count(*) FROM audit.check_result WHERE run_id = ?",
+                           [result.run_id]).fetchall()[0][0] > 0
+    assert (home / "reports" / "quality" / "index.html").exists()
 
 
 def test_a_killed_run_is_marked_failed_by_the_next_holder(small_city, tmp_path, monkeypatch):
@@ -123,7 +133,7 @@ def test_a_killed_run_is_marked_failed_by_the_next_holder(small_city, tmp_path, 
     with holding_home(home, "the next build"):
         found = recover_dead_runs(Warehouse(home=str(home), landing=str(landing)), instance)
 
-    assert found == {"dagster": [run.run_id], "audit": []}
+    assert found == {"dagster": [run.run_id], "audit": [run.run_id]}  # its audit.run row too
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
     child = subprocess.run([sys.executable, "-c", STAGE_REFERENCE, str(home), str(landing)], cwd=REPO,
                            env={k: v for k, v in os.environ.items() if k != KILL_ENV},
@@ -136,7 +146,7 @@ def test_a_dagster_run_creates_what_it_writes_under_home_for_its_owner_only(smal
     umask: the resource does it for them."""
     from pipelines.build import QUIET
     from pipelines.resources import Warehouse
-    from pipelines.sensors import ASSET_OF
+    from pipelines.jobs import ASSET_OF
 
     home, landing = tmp_path / "home", small_city[0] / "landing"
     instance = dg.DagsterInstance.ephemeral()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import signal
 
+import duckdb
 import pytest
 
 from pipelines.cli import main
@@ -167,9 +168,10 @@ def test_a_held_drop_fails_the_staging_asset(landing, tmp_path):
     import dagster as dg
 
     from assets.staging import drop_partitions
-    from pipelines.build import CHECKS_OF, QUIET
+    from pipelines.build import QUIET
+    from pipelines.definitions import defs
+    from pipelines.jobs import staging_job_name
     from pipelines.resources import Warehouse as Resource
-    from pipelines.sensors import ASSET_OF
 
     first, second = landing.city_dates(SYSTEM)[:2]
     landing.copy(SYSTEM, first, second)
@@ -177,13 +179,16 @@ def test_a_held_drop_fails_the_staging_asset(landing, tmp_path):
     landing.rewrite_manifest(SYSTEM, second)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(drop_partitions(SYSTEM).name, [first, second])
-    result = dg.materialize([ASSET_OF[SYSTEM], *CHECKS_OF[SYSTEM]], instance=instance, raise_on_error=False,
-                            resources={"warehouse": Resource(home=str(tmp_path / "home"), landing=str(landing.root))},
-                            run_config=QUIET, tags={"dagster/asset_partition_range_start": first,
-                                                    "dagster/asset_partition_range_end": second})
+    job = defs.resolve_job_def(staging_job_name(SYSTEM))  # as the UI launches it
+    result = job.execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET,
+        resources={"warehouse": Resource(home=str(tmp_path / "home"), landing=str(landing.root))},
+        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": second})
     assert not result.success
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "held by the mass-deletion guard" in failure.event_specific_data.error.message
+    with duckdb.connect(str(tmp_path / "home" / "warehouse" / "build.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT status, detail FROM audit.run").fetchall() == [("failed", failure.step_key)]
 
 
 # ---------------------------------------------------------------- not drops
