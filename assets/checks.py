@@ -5,7 +5,7 @@ is a failure (quality.audit.blocking_failures)."""
 
 import dagster as dg
 
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
 from quality import checks
 from quality.audit import Outcome, record_check, thresholds
 from sources.drops import SYSTEMS

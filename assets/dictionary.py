@@ -26,6 +26,8 @@ from pathlib import Path
 import duckdb
 import yaml
 
+from assets.home import DICTIONARY_PAGE
+
 ROOT = Path(__file__).resolve().parents[1]
 SQL_ROOT = ROOT / "assets"
 SPEC = ROOT / "docs" / "warehouse.md"
@@ -405,7 +407,7 @@ def build_dictionary(con: duckdb.DuckDBPyConnection, reports_dir: Path, schemas=
     store(con, table_rows, column_rows)
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
-    page = reports_dir / "data_dictionary.html"
+    page = reports_dir / DICTIONARY_PAGE
     partial = page.with_name(f".{page.name}.partial")
     partial.write_text(render_html(table_rows, column_rows), encoding="utf-8")
     partial.replace(page)

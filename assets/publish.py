@@ -49,6 +49,7 @@ from pathlib import Path
 
 import duckdb
 
+from assets.home import Home
 from quality.faults import fault_point
 from quality.filelock import exclusive_lock
 
@@ -298,7 +299,7 @@ def load_secret(home: Path) -> str:
     value = os.environ.get(SECRET_ENV)
     if value is not None:
         return check_secret(value, f"the environment variable {SECRET_ENV}")
-    path = Path(home) / "secrets" / "pseudonym.key"
+    path = Home(home).pseudonym_key
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".pseudonym.key.")  # mode 0600

@@ -11,7 +11,7 @@ import warnings
 
 import dagster as dg
 
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
 from quality.expectations import validate_latest_drop
 from sources.drops import SYSTEMS
 from sources.ingest import ingest

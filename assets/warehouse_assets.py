@@ -14,7 +14,7 @@ from assets.table_assets import key_of, materialized, table_specs
 from assets.warehouse.model import HERE as MODEL_HERE
 from assets.warehouse.model import REFERENCE_TABLES, TABLE_GRAIN, build_model
 from assets.warehouse.model import SQL_FILES as MODEL_FILES
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
 from quality import checks
 from quality.audit import Outcome, blocking_failures, finish_run, thresholds
 
@@ -104,7 +104,7 @@ def publish_serving_files(context: dg.AssetExecutionContext, warehouse: Warehous
         record = context.run.tags.get(BUILD_TAG) or context.run.run_id
         finish_run(con, record, "success")
     try:
-        result = publish(warehouse.build_db, warehouse.build_db.parent)  # reads the build file: no writer open
+        result = publish(warehouse.build_db, warehouse.layout.warehouse_dir)  # reads the build file: no writer open
     except Exception as error:
         with warehouse.connect() as con:
             finish_run(con, record, "failed", f"publish failed: {type(error).__name__}", only_running=False)
@@ -112,8 +112,8 @@ def publish_serving_files(context: dg.AssetExecutionContext, warehouse: Warehous
     context.log.info(f"published; data dictionary at {dictionary}")
     return dg.MaterializeResult(metadata={
         # the names analysts open (links through `current`), and the generation they name now
-        "identifiable": str(warehouse.build_db.parent / "identifiable.duckdb"),
-        "analytics": str(warehouse.build_db.parent / "analytics.duckdb"),
+        "identifiable": str(warehouse.layout.identifiable_db),
+        "analytics": str(warehouse.layout.analytics_db),
         "generation": result["generation"],
         "data_dictionary": str(dictionary),
         "unclassified_columns_dropped": len(result["analytics"]["unclassified"]),

@@ -52,7 +52,7 @@ def phase(database: str, landing: str, staged: str, review: str, run_id: str) ->
     start = time.perf_counter()
     ingest(con, Path(landing), Path(staged), run_id=run_id)
     # In the build, staging and identity are separate assets, each with its own
-    # connection (pipelines/resources.py Warehouse.connect): closing staging's connection
+    # connection (assets/resources.py Warehouse.connect): closing staging's connection
     # checkpoints what it wrote before identity starts. Do the same here, inside the
     # staging time, so that identity's first commit does not pay for staging's writes.
     con.close()

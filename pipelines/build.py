@@ -18,11 +18,12 @@ import dagster as dg
 import duckdb
 
 from assets.checks import BUILD_TAG
+from assets.home import Home
 from assets.staging import drop_partitions
-from pipelines.home_lock import holding_home
+from quality.home_lock import holding_home
 from pipelines.jobs import staging_job_name, warehouse_job
-from pipelines.resources import Warehouse, recover_dead_runs
-from pipelines import run_record
+from assets.resources import Warehouse, recover_dead_runs
+from assets import run_record
 from sources.drops import SYSTEMS, find_drops, ignored_in_landing
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -39,6 +40,7 @@ class BuildResult:
     model: dict | None = None  # the baseline risk model's run (features.model_run)
     recovered: dict | None = None  # runs of earlier processes found dead and marked failed
     ignored: list[str] = field(default_factory=list)  # landing entries that are not drops (audit.landing_ignored)
+    landing: Path | None = None
 
     @property
     def ok(self) -> bool:
@@ -47,7 +49,7 @@ class BuildResult:
 
 def dagster_instance(home: Path) -> dg.DagsterInstance:
     """The build's own Dagster instance, configured by the repo's dagster.yaml."""
-    dagster_home = home / "dagster"
+    dagster_home = Home(home).dagster_dir
     dagster_home.mkdir(parents=True, exist_ok=True)
     if REPO_DAGSTER_YAML.exists() and not (dagster_home / "dagster.yaml").exists():
         shutil.copyfile(REPO_DAGSTER_YAML, dagster_home / "dagster.yaml")  # made under the umask
@@ -114,7 +116,7 @@ def _build(landing: Path, home: Path, truth: Path | None) -> BuildResult:
         ok = bool(runs) and all(runs.values())
         run_record.end(warehouse, build_id, ok, ", ".join(s for s, r in runs.items() if not r) or None)
     ignored = [f"{system}/{name}: {why}" for system in SYSTEMS for name, why in ignored_in_landing(landing, system)]
-    return BuildResult(home, runs, _summary(warehouse.build_db), identity, model, recovered, ignored)
+    return BuildResult(home, runs, _summary(warehouse.build_db), identity, model, recovered, ignored, landing)
 
 
 def _job(name: str) -> dg.JobDefinition:
@@ -190,7 +192,7 @@ def print_summary(result: BuildResult) -> None:
     if result.identity:
         i = result.identity
         print(f"identity: {i['records']:,} records -> {i['persons']:,} persons, {i['families']:,} families; "
-              f"{i['review_queue']:,} pairs for review in {result.home / 'review' / 'queue.csv'}")
+              f"{i['review_queue']:,} pairs for review in {Home(result.home).review_queue}")
         if "evaluation" in i:
             e = i["evaluation"]
             print(f"identity against the truth: precision {e['pairwise']['precision']:.5f}, "
@@ -203,12 +205,14 @@ def print_summary(result: BuildResult) -> None:
         measured = f"AUC {m['auc']:.3f}, " if m.get("auc") is not None else ""
         print(f"risk model:     {measured}{verdict} the minimum bar set before evaluation"
               + (f" ({m['bar_failures']})" if m["bar_failures"] else ""))
-        print(f"model card:     {result.home / 'reports' / 'model_card.html'}")
+        print(f"model card:     {Home(result.home).model_card}")
     published = result.runs.get("warehouse")
-    print(f"serving files:  {result.home / 'warehouse' / 'identifiable.duckdb'} and analytics.duckdb "
+    home = Home(result.home)
+    print(f"serving files:  {home.identifiable_db} and {home.analytics_db.name} "
           + ("(published)" if published else "(NOT published: left as they were)"))
-    print(f"quality report: {result.home / 'reports' / 'quality' / 'index.html'}")
-    print(f"dictionary:     {result.home / 'reports' / 'data_dictionary.html'}")
-    print(f"build database: {result.home / 'warehouse' / 'build.duckdb'}")
-    print(f"staged Parquet: {result.home / 'staged'}")
-    print(f"Dagster:        DAGSTER_HOME={result.home / 'dagster'} dagster dev")
+    print(f"quality report: {home.quality_report}")
+    print(f"dictionary:     {home.data_dictionary}")
+    print(f"build database: {home.build_db}")
+    print(f"staged Parquet: {home.staged_dir}")
+    print(f"Dagster:        EARLYHELP_HOME={home.root} EARLYHELP_LANDING={result.landing} "
+          f"DAGSTER_HOME={home.dagster_dir} dagster dev")

@@ -7,6 +7,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from assets.home import Home
 from sources.synthetic.config import DEFECT_PROFILES, CityConfig
 
 
@@ -126,7 +127,8 @@ def _train(args) -> int:
     from assets.identity.model import MODEL_PATH, TRAINING_KEY, save_model
     from assets.identity.training_report import write_training_report
 
-    database = args.home / "warehouse" / "build.duckdb"
+    home = Home(args.home)
+    database = home.build_db
     if not database.exists():
         print(f"earlyhelp train-identity: no build database at {database}", file=sys.stderr)
         return 2
@@ -141,8 +143,8 @@ def _train(args) -> int:
             con.execute("CREATE TABLE identity.scored_pair AS SELECT * FROM build.identity.scored_pair")
         con.execute("DETACH build")
         model = fit_to_records(con)
-        out = save_model(model, args.out or next_model_path(args.home / "identity" / "model"))
-        report = write_training_report(con, out, MODEL_PATH, record_views(con), args.home / "reports" / "identity",
+        out = save_model(model, args.out or next_model_path(home.model_dir))
+        report = write_training_report(con, out, MODEL_PATH, record_views(con), home.identity_reports_dir,
                                        scored_pairs="identity.scored_pair" if scored else None)
     record = model[TRAINING_KEY]
     print(f"model fitted to {record['records']:,} records, written to {out}\ntraining report: {report}")
@@ -153,7 +155,7 @@ def _train(args) -> int:
 
 def _build(args) -> int:
     from pipelines.build import build, print_summary
-    from pipelines.home_lock import HomeBusy
+    from quality.home_lock import HomeBusy
 
     def waiting(who: str) -> None:
         print(f"earlyhelp build: waiting for {who} to finish with {args.home}", file=sys.stderr, flush=True)
@@ -179,9 +181,9 @@ def _accept_deletions(args) -> int:
 
     import duckdb
 
-    from pipelines.home_lock import HomeBusy, holding_home
+    from quality.home_lock import HomeBusy, holding_home
 
-    database = args.home / "warehouse" / "build.duckdb"
+    database = Home(args.home).build_db
     if not database.exists():
         print(f"earlyhelp accept-deletions: no build database at {database}", file=sys.stderr)
         return 2

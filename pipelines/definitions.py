@@ -9,7 +9,7 @@ from assets.staging import staging_assets, staging_checks
 from assets.synthetic import synthetic_city
 from assets.warehouse_assets import warehouse_assets, warehouse_checks
 from pipelines.jobs import staging_jobs, warehouse_job
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
 from pipelines.sensors import cadence_schedules, new_drop_sensor, warehouse_after_staging
 
 synthetic_city_job = dg.define_asset_job("synthetic_city_job", selection=[synthetic_city])
@@ -20,7 +20,7 @@ defs = dg.Definitions(
     jobs=[synthetic_city_job, *staging_jobs, warehouse_job],
     sensors=[new_drop_sensor, warehouse_after_staging],
     schedules=cadence_schedules,
-    resources={"warehouse": Warehouse()},
+    resources={"warehouse": Warehouse(home=dg.EnvVar("EARLYHELP_HOME"), landing=dg.EnvVar("EARLYHELP_LANDING"))},
     # One DuckDB writer at a time: steps run in the launching process, one after another.
     executor=dg.in_process_executor,
 )

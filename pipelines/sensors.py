@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets.staging import drop_partitions
 from pipelines.jobs import STAGING_JOB, staging_jobs, warehouse_job
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
 from sources.drops import SYSTEMS, find_drops
 # Each system's cadence (CONTRACT.md), an hour after its nightly 23:05 extract, as a
 # fallback for a missed sensor tick. Education and health drops are checked daily because

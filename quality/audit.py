@@ -99,7 +99,7 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, status: str, detail:
 
 def fail_dead_runs(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Mark failed every audit.run row still 'running'. Call only while holding the HOME
-    build lock afresh (pipelines/home_lock.py): then no build is running, so any such row
+    build lock afresh (quality/home_lock.py): then no build is running, so any such row
     belongs to a process that died before it could finish it. Returns their run ids."""
     ensure_audit(con)
     dead = [r[0] for r in con.execute("SELECT run_id FROM audit.run WHERE status = 'running'").fetchall()]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from assets.home import QUALITY_PAGE
+
 from .audit import ensure_audit
 
 STYLE = """
@@ -130,7 +132,7 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> P
                  "(every expectation of every suite run in this build)</li>"
                  '<li><a href="../data_dictionary.html">Data dictionary</a></li></ul>')
 
-    out = Path(reports_dir) / "quality" / "index.html"
+    out = Path(reports_dir) / QUALITY_PAGE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Data quality report</title>"
                    f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")

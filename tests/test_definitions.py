@@ -67,7 +67,7 @@ def test_synthetic_city_asset_writes_a_city(tmp_path):
 
 
 def test_sensor_registers_drops_and_requests_one_run_per_delivery(small_city, tmp_path):
-    from pipelines.resources import Warehouse
+    from assets.resources import Warehouse
     from pipelines.sensors import new_drop_sensor
 
     landing = small_city[0] / "landing"
@@ -91,7 +91,7 @@ def test_a_corrected_redelivery_gets_a_new_run_key(small_city, tmp_path):
     import json
     import shutil
 
-    from pipelines.resources import Warehouse
+    from assets.resources import Warehouse
     from pipelines.sensors import requests_for_new_drops
 
     source = sorted((small_city[0] / "landing" / "mash").iterdir())[1]
@@ -111,7 +111,7 @@ def test_a_corrected_redelivery_gets_a_new_run_key(small_city, tmp_path):
 
 def test_a_successful_staging_run_requests_the_warehouse_run(small_city, tmp_path):
     from pipelines.build import QUIET
-    from pipelines.resources import Warehouse
+    from assets.resources import Warehouse
     from pipelines.sensors import warehouse_after_staging
 
     landing = small_city[0] / "landing"

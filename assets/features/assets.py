@@ -10,7 +10,7 @@ from assets.features.model_card import write_model_card
 from assets.sql_lineage import tables_made
 from assets.table_assets import key_of, materialized, table_specs
 from assets.warehouse_assets import expectations_checks
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
 from quality import checks
 from quality.audit import thresholds
 
@@ -44,7 +44,7 @@ def child_month(context: dg.AssetExecutionContext, warehouse: Warehouse):
 def model_card(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.connect() as con:
         run = train_and_evaluate(con)
-        card = write_model_card(con, warehouse.reports_dir)
+        card = write_model_card(con, warehouse.layout.model_card)
     verdict = "clears" if run["clears_bar"] else "does not clear"
     context.log.info(f"baseline model {verdict} the minimum bar; model card at {card}")
     return dg.MaterializeResult(metadata={

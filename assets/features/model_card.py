@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from assets.home import MODEL_CARD_PAGE
+
 from quality.report import STYLE, _e, _exists, _table
 
 CARD_STYLE = STYLE + ".note{border-left:4px solid #3465a4;background:#f4f7fb;padding:.5rem 1rem}"
@@ -37,7 +39,7 @@ def write_model_card(con: duckdb.DuckDBPyConnection, path) -> Path:
     """Write the card to ``path`` (a .html file, or a reports directory to hold
     model_card.html) and return the file's path."""
     out = Path(path)
-    out = out if out.suffix == ".html" else out / "model_card.html"
+    out = out if out.suffix == ".html" else out / MODEL_CARD_PAGE
     run = _rows(con, "SELECT * FROM features.model_run")[0] if _exists(con, "features", "model_run") else None
     parts = ["<h1>Model card: escalation to social care within a year (baseline)</h1>"]
     if run is None:

@@ -10,7 +10,7 @@ publishing when a person holds two NHS numbers or two UPNs.
 import dagster as dg
 
 from assets.table_assets import IDENTITY_FAMILIES, IDENTITY_PERSONS, IDENTITY_REVIEW_QUEUE, materialized
-from pipelines.resources import Warehouse
+from assets.resources import Warehouse
 from sources.drops import SYSTEMS
 
 from .engine import run_identity

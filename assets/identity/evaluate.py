@@ -26,6 +26,8 @@ from pathlib import Path
 
 import duckdb
 
+from assets.home import Home
+
 PAIR_METRICS = ("precision", "recall", "f1", "true_pairs", "predicted_pairs", "true_positive_pairs")
 
 # Every evaluated record with its predicted cluster and its true person. A missing record
@@ -310,7 +312,7 @@ def cli_evaluate(truth_dir: Path, home: Path) -> int:
         print(f"evaluate-identity: {message}", file=sys.stderr)
         return 2
 
-    truth_dir, db = Path(truth_dir), Path(home) / "warehouse" / "build.duckdb"
+    truth_dir, db = Path(truth_dir), Home(home).build_db
     for name in ("records.csv", "persons.csv"):
         if not (truth_dir / name).is_file():
             return fail(f"truth file {truth_dir / name} not found")

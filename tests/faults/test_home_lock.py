@@ -1,4 +1,4 @@
-"""One build at a time per HOME (pipelines/home_lock.py), for runs launched the way the
+"""One build at a time per HOME (quality/home_lock.py), for runs launched the way the
 Dagster UI and the sensor launch them: a run of an asset with the Warehouse resource,
 not `earlyhelp build`. Other processes are real child processes; kills are SIGKILL."""
 
@@ -16,7 +16,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.home_lock import HomeBusy, dead_runs, holding_home, marked_alive
+from quality.home_lock import HomeBusy, dead_runs, holding_home, marked_alive
 from quality.faults import KILL_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from pipelines.home_lock import holding_home, marked_alive
+    from quality.home_lock import holding_home, marked_alive
     home, seconds = Path(sys.argv[1]), float(sys.argv[2])
     with marked_alive(home, "run-of-the-holder"), holding_home(home, "a test holder"):
         print("holding", flush=True)
@@ -36,7 +36,7 @@ STAGE_REFERENCE = textwrap.dedent("""
     import dagster as dg
     from assets.staging import drop_partitions
     from pipelines.build import QUIET, dagster_instance
-    from pipelines.resources import Warehouse
+    from assets.resources import Warehouse
     from pipelines.jobs import ASSET_OF
     from pathlib import Path
     home, landing = Path(sys.argv[1]), sys.argv[2]
@@ -89,7 +89,7 @@ def test_a_run_waits_for_a_build_that_holds_the_home(small_city, tmp_path):
     from pipelines.build import QUIET
     from pipelines.definitions import defs
     from pipelines.jobs import staging_job_name
-    from pipelines.resources import Warehouse
+    from assets.resources import Warehouse
 
     home, landing = tmp_path / "home", small_city[0] / "landing"
     instance = dg.DagsterInstance.ephemeral()
@@ -118,7 +118,7 @@ def test_a_run_waits_for_a_build_that_holds_the_home(small_city, tmp_path):
 
 def test_a_killed_run_is_marked_failed_by_the_next_holder(small_city, tmp_path, monkeypatch):
     from pipelines.build import dagster_instance
-    from pipelines.resources import Warehouse, recover_dead_runs
+    from assets.resources import Warehouse, recover_dead_runs
 
     home, landing = tmp_path / "home", small_city[0] / "landing"
     env = {**os.environ, KILL_ENV: "staging.begin"}
@@ -145,7 +145,7 @@ def test_a_dagster_run_creates_what_it_writes_under_home_for_its_owner_only(smal
     """Runs from the UI or a sensor do not pass through `earlyhelp build`, which sets the
     umask: the resource does it for them."""
     from pipelines.build import QUIET
-    from pipelines.resources import Warehouse
+    from assets.resources import Warehouse
     from pipelines.jobs import ASSET_OF
 
     home, landing = tmp_path / "home", small_city[0] / "landing"

@@ -24,7 +24,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipelines.resources import Warehouse as PipelineWarehouse
+from assets.resources import Warehouse as PipelineWarehouse
 from sources.contracts import load_contract
 from sources.drops import read_manifest, verify
 from sources.ingest import ingest

@@ -171,7 +171,7 @@ def test_a_held_drop_fails_the_staging_asset(landing, tmp_path):
     from pipelines.build import QUIET
     from pipelines.definitions import defs
     from pipelines.jobs import staging_job_name
-    from pipelines.resources import Warehouse as Resource
+    from assets.resources import Warehouse as Resource
 
     first, second = landing.city_dates(SYSTEM)[:2]
     landing.copy(SYSTEM, first, second)

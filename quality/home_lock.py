@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from assets.home import Home
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: no locks across processes
     fcntl = None
 
-LOCK_NAME = ".build.lock"
 POLL_SECONDS = 0.5
 
 
@@ -52,7 +53,7 @@ _guard = threading.Lock()
 
 
 def lock_path(home: Path) -> Path:
-    return Path(home).resolve() / LOCK_NAME
+    return Home(Path(home).resolve()).build_lock
 
 
 def holder(home: Path) -> str:
@@ -130,7 +131,7 @@ def holding_home(home: Path, command: str, *, wait: bool = False, on_wait=None, 
 
 
 def alive_dir(home: Path) -> Path:
-    return Path(home) / "locks" / "runs"
+    return Home(home).alive_dir
 
 
 @contextmanager

@@ -1,4 +1,7 @@
-"""The warehouse resource: where a build keeps its database, staged Parquet and reports."""
+"""The warehouse resource: the HOME a run builds (its layout: assets/home.py) and the
+landing folder it reads drops from. The bottom of the Dagster side: assets and
+pipelines import it; it imports only assets/home.py, quality/ and, while a run
+starts and ends, assets/run_record.py."""
 
 from __future__ import annotations
 
@@ -9,22 +12,26 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pipelines.home_lock import dead_runs, holding_home, marked_alive
+from assets.home import Home
 from quality.audit import fail_dead_runs
+from quality.home_lock import dead_runs, holding_home, marked_alive
 
 DEFAULT_HOME = "data/home"
 DEFAULT_LANDING = "data/city/landing"
 
 
 class Warehouse(dg.ConfigurableResource):
-    """A build's HOME folder and the landing folder it reads drops from.
+    """A build's HOME folder and the landing folder it reads drops from. In the
+    Definitions `dagster dev` loads, both come from EARLYHELP_HOME and EARLYHELP_LANDING
+    (``dg.EnvVar``, read when a run starts, not at import)."""
 
-    HOME holds ``warehouse/build.duckdb`` (the pipeline's own database; analysts get
-    published copies), ``staged/`` (typed Parquet per system and drop) and ``reports/``.
-    """
+    home: str = DEFAULT_HOME
+    landing: str = DEFAULT_LANDING
 
-    home: str = os.environ.get("EARLYHELP_HOME", DEFAULT_HOME)
-    landing: str = os.environ.get("EARLYHELP_LANDING", DEFAULT_LANDING)
+    @property
+    def layout(self) -> Home:
+        """Every path under HOME."""
+        return Home(Path(self.home))
 
     @property
     def home_path(self) -> Path:
@@ -36,26 +43,23 @@ class Warehouse(dg.ConfigurableResource):
 
     @property
     def build_db(self) -> Path:
-        return self.home_path / "warehouse" / "build.duckdb"
+        return self.layout.build_db
 
     @property
     def staged_dir(self) -> Path:
-        return self.home_path / "staged"
+        return self.layout.staged_dir
 
     @property
     def reports_dir(self) -> Path:
-        return self.home_path / "reports"
+        return self.layout.reports_dir
 
     @property
     def identity_dir(self) -> Path:
-        """Person and family key registries, link events and review labels as Parquet:
-        what must survive a rebuild of the database."""
-        return self.home_path / "identity"
+        return self.layout.identity_dir
 
     @property
     def review_dir(self) -> Path:
-        """Clerical review: queue.csv out, reviewers' decisions/*.csv in."""
-        return self.home_path / "review"
+        return self.layout.review_dir
 
     @contextmanager
     def yield_for_execution(self, context: dg.InitResourceContext):
@@ -64,7 +68,7 @@ class Warehouse(dg.ConfigurableResource):
         the dead runs failed. Everything it creates under HOME is its owner's only (umask
         077), as under `earlyhelp build`: HOME holds identifiable data. A run not launched
         by `earlyhelp build` gets what a build gets: its row in audit.run, the quarantine
-        summary and the quality report (pipelines/run_record.py). Sensors and schedules
+        summary and the quality report (assets/run_record.py). Sensors and schedules
         evaluate without a run: no lock."""
         run = context.run
         if run is None:
@@ -80,7 +84,7 @@ class Warehouse(dg.ConfigurableResource):
                 if not holding.outermost:  # inside `earlyhelp build`, which keeps the run record
                     yield self
                     return
-                from pipelines import run_record
+                from assets import run_record
 
                 recover_dead_runs(self, context.instance, current_run_id=run.run_id)
                 run_record.begin(self, run.run_id, f"dagster run: {run.job_name}")
