@@ -11,23 +11,11 @@ from pathlib import Path
 import duckdb
 import yaml
 
-THRESHOLDS = Path(__file__).with_name("thresholds.yaml")
+from sources.sql_runner import run_sql
 
-DDL = """
-CREATE SCHEMA IF NOT EXISTS audit;
-CREATE TABLE IF NOT EXISTS audit.run (
-    run_id VARCHAR, command VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
-    status VARCHAR, detail VARCHAR);
-CREATE TABLE IF NOT EXISTS audit.check_result (
-    run_id VARCHAR, partition VARCHAR, asset VARCHAR, check_name VARCHAR, severity VARCHAR,
-    passed BOOLEAN, observed VARCHAR, expected VARCHAR, failing_rows BIGINT, sample VARCHAR,
-    checked_at TIMESTAMPTZ, build_id VARCHAR);
-CREATE TABLE IF NOT EXISTS audit.quarantine_summary (
-    build_id VARCHAR, system VARCHAR, rule VARCHAR, rows BIGINT, files BIGINT, recorded_at TIMESTAMPTZ);
-CREATE TABLE IF NOT EXISTS audit.table_profile (
-    run_id VARCHAR, table_name VARCHAR, column_name VARCHAR, metric VARCHAR, code VARCHAR,
-    value DOUBLE, profiled_at TIMESTAMPTZ);
-"""
+THRESHOLDS = Path(__file__).with_name("thresholds.yaml")
+AUDIT_SQL = Path(__file__).with_name("audit.sql")  # every audit table, declared once
+
 
 
 def thresholds() -> dict:
@@ -45,7 +33,7 @@ class Outcome:
 
 
 def ensure_audit(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(DDL)
+    run_sql(con, AUDIT_SQL)
 
 
 def record_check(con: duckdb.DuckDBPyConnection, run_id: str, asset: str, check_name: str,

@@ -10,6 +10,7 @@ import duckdb
 from assets.warehouse.model import TABLE_GRAIN
 from sources.contracts import load_contract
 from sources.ingest import table_name
+from sources.sql_runner import table_exists
 
 from .audit import Outcome, ensure_audit
 
@@ -17,12 +18,6 @@ from .audit import Outcome, ensure_audit
 # run of failing ones means a system sent broken identifiers. Postcodes are checked and
 # flagged too, but a placeholder (no fixed abode) is a true answer, not a broken identifier.
 GATED_IDENTIFIERS = ("nhs_number", "upn")
-
-
-def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, name = qualified.split(".")
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? "
-                            "AND table_name = ?", [schema, name]).fetchall()[0][0])
 
 
 def identifier_columns(system: str) -> dict[str, list[str]]:
@@ -67,7 +62,7 @@ def invalid_identifiers(con: duckdb.DuckDBPyConnection, system: str, max_share: 
     A drop holding fewer than min_values values in a column is not judged on it."""
     found = []
     for table, columns in identifier_columns(system).items():
-        if not _table_exists(con, f"staging.{table}"):
+        if not table_exists(con, f"staging.{table}"):
             continue
         for column in columns:
             found += con.execute(f"""
@@ -233,7 +228,7 @@ def staging_drift(con: duckdb.DuckDBPyConnection, run_id: str, system: str, limi
     moved, compared = [], 0
     for table in load_contract(system).tables:
         name = f"history.{table_name(system, table)}"
-        if not _table_exists(con, name):
+        if not table_exists(con, name):
             continue
         coded = [c.name for c in table.columns if c.codes and not c.separator]
         profile_table(con, run_id, name, coded, where="is_current")
@@ -252,7 +247,7 @@ def model_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
     problems, checked = [], 0
     for name, grain in TABLE_GRAIN.items():
         table, key = f"model.{name}", list(grain)
-        if not _table_exists(con, table):
+        if not table_exists(con, table):
             problems.append({"table": table, "problem": "missing"})
             continue
         checked += 1
@@ -291,7 +286,7 @@ def features_integrity(con: duckdb.DuckDBPyConnection, sample_size: int = 10) ->
     problems = []
     for table in ("features.child_month", "features.child_month_label", "features.window",
                   "features.child_population"):
-        if not _table_exists(con, table):
+        if not table_exists(con, table):
             problems.append({"table": table, "problem": "missing"})
     if problems:
         return Outcome(passed=False, observed={"problems": len(problems)}, expected="the features tables exist",

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from assets.home import QUALITY_PAGE
+from sources.sql_runner import table_exists
 
 from .audit import ensure_audit
 
@@ -98,16 +99,16 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> P
     ]
     quarantined = con.sql("""
         SELECT build_id, sum(rows) FROM audit.quarantine_summary GROUP BY 1 ORDER BY min(recorded_at)
-    """).fetchall() if _exists(con, "audit", "quarantine_summary") else []
+    """).fetchall() if table_exists(con, "audit.quarantine_summary") else []
     parts.append(_bars("rows quarantined per build", [(b, float(n)) for b, n in quarantined], "#8a5a00"))
     evaluation = con.sql("""
         SELECT run_id, max(value) FILTER (WHERE metric = 'precision'), max(value) FILTER (WHERE metric = 'recall')
         FROM audit.identity_evaluation WHERE scope = 'overall' GROUP BY run_id ORDER BY min(evaluated_at)
-    """).fetchall() if _exists(con, "audit", "identity_evaluation") else []
+    """).fetchall() if table_exists(con, "audit.identity_evaluation") else []
     parts.append(_bars("identity recall against the truth, per evaluated build", [(r, v or 0) for r, _, v in evaluation]))
 
     parts.append("<h2>Identity quality</h2>")
-    if _exists(con, "audit", "identity_metric"):
+    if table_exists(con, "audit.identity_metric"):
         metrics = con.sql("""
             SELECT metric, value FROM audit.identity_metric
             WHERE run_id = (SELECT run_id FROM audit.identity_metric ORDER BY recorded_at DESC LIMIT 1)
@@ -125,7 +126,7 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> P
         SELECT system, rule, CASE severity WHEN 'hard' THEN 'row quarantined' ELSE 'value flagged, row kept' END,
                count(*) AS rows, count(DISTINCT (extract_date, file_name)) AS files
         FROM quarantine.issue GROUP BY ALL ORDER BY system, 3 DESC, rows DESC
-    """).fetchall() if _exists(con, "quarantine", "issue") else []
+    """).fetchall() if table_exists(con, "quarantine.issue") else []
     parts.append(_table(["system", "rule", "outcome", "rows", "files"], [list(r) for r in quarantine])
                  if quarantine else "<p>No row is in quarantine and no value was flagged.</p>")
     parts.append('<h2>More detail</h2><ul><li><a href="../gx/index.html">Great Expectations Data Docs</a> '
@@ -139,6 +140,3 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> P
     return out
 
 
-def _exists(con, schema: str, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                            [schema, table]).fetchall()[0][0])

@@ -38,19 +38,16 @@ from pathlib import Path
 import duckdb
 
 from . import early_help, education, health, mash, reference, social_care
+from quality.audit import ensure_audit
 from quality.faults import fault_point
 
 from .contracts import Contract, Table, load_contract
 from .drops import SYSTEMS, Drop, check_rows, find_drops, ignored_in_landing, verify
+from .sql_runner import run_sql
 from .staging import SQL_TYPE, StagedTable, install_macros, parse_expr, stage_table
 
 READERS = {m.SYSTEM: m.read_drop for m in (education, health, social_care, early_help, mash, reference)}
 WAREHOUSE_SQL = Path(__file__).parent / "sql" / "warehouse.sql"
-# Columns added to audit tables after they were first created: an existing warehouse
-# gets them in place (the *_loaded views select f.*, so they show them too).
-AUDIT_UPGRADES = [
-    "ALTER TABLE audit.drop_file ADD COLUMN IF NOT EXISTS manifest_rows BIGINT",
-]
 DROP_FILE_COLUMNS = ("run_id, system, extract_date, file_name, delivered_rows, staged_rows, quarantined_rows, "
                      "flagged_values, status, reason, fingerprint, recorded_at, manifest_rows")
 
@@ -82,9 +79,8 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     # time, whatever the clocks in London did (25 hours across October is not '1 day').
     con.execute("SET TimeZone = 'UTC'")
     install_macros(con)
-    con.execute(WAREHOUSE_SQL.read_text(encoding="utf-8"))
-    for upgrade in AUDIT_UPGRADES:
-        con.execute(upgrade)
+    ensure_audit(con)  # quality/audit.sql: the audit tables the views below read
+    run_sql(con, WAREHOUSE_SQL)
 
 
 def ingest(con: duckdb.DuckDBPyConnection, landing: Path, staged_dir: Path, systems=SYSTEMS,

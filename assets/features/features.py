@@ -14,7 +14,8 @@ from pathlib import Path
 import duckdb
 
 from assets.transaction import transaction
-from assets.warehouse.model import sql_text as warehouse_sql_text
+from assets.warehouse.model import run_model_sql
+from sources.sql_runner import run_sql
 
 SQL = Path(__file__).parent / "sql"
 # Feature SQL in the order it runs; each file's header gives its tables' meaning and grain.
@@ -43,7 +44,7 @@ def data_window(con: duckdb.DuckDBPyConnection) -> tuple[date, date, date]:
     the same drops gives the same window whatever today's date is. The window starts once
     LOOKBACK_MONTHS of the systems' own records lie behind it.
     """
-    con.execute(warehouse_sql_text("data_as_of.sql"))
+    run_model_sql(con, "data_as_of.sql")
     data_as_of, earliest = con.execute("""
         SELECT data_as_of(),
                least((SELECT min(received_at)::DATE FROM history.mash__contacts),
@@ -56,13 +57,6 @@ def data_window(con: duckdb.DuckDBPyConnection) -> tuple[date, date, date]:
         first = data_as_of
     last = last_month_end_on_or_before(data_as_of)
     return min(first, last), last, data_as_of
-
-
-def sql_text(name: str, params: dict[str, str]) -> str:
-    text = (SQL / name).read_text(encoding="utf-8")
-    for key, value in params.items():
-        text = text.replace("${" + key + "}", value)
-    return text
 
 
 def build_features(con: duckdb.DuckDBPyConnection, knowledge_rule: str = "backload_as_claimed",
@@ -78,12 +72,9 @@ def build_features(con: duckdb.DuckDBPyConnection, knowledge_rule: str = "backlo
     with transaction(con):
         con.execute("CREATE SCHEMA IF NOT EXISTS features")
         # the one definition of ethnicity versions, shared with model.dim_person
-        con.execute(warehouse_sql_text("ethnicity_version.sql"))
+        run_model_sql(con, "ethnicity_version.sql")
         for name in SQL_FILES:
-            try:
-                con.execute(sql_text(name, params))
-            except duckdb.Error as exc:
-                raise RuntimeError(f"features: {name} failed: {exc}") from exc
+            run_sql(con, SQL / name, **params)
         con.execute("""
             CREATE OR REPLACE TABLE features.window AS
             SELECT ?::DATE AS first_as_of, ?::DATE AS last_as_of, ?::DATE AS data_as_of,

@@ -17,7 +17,8 @@ import duckdb
 
 from assets.home import MODEL_CARD_PAGE
 
-from quality.report import STYLE, _e, _exists, _table
+from quality.report import STYLE, _e, _table
+from sources.sql_runner import table_exists
 
 CARD_STYLE = STYLE + ".note{border-left:4px solid #3465a4;background:#f4f7fb;padding:.5rem 1rem}"
 
@@ -40,7 +41,7 @@ def write_model_card(con: duckdb.DuckDBPyConnection, path) -> Path:
     model_card.html) and return the file's path."""
     out = Path(path)
     out = out if out.suffix == ".html" else out / MODEL_CARD_PAGE
-    run = _rows(con, "SELECT * FROM features.model_run")[0] if _exists(con, "features", "model_run") else None
+    run = _rows(con, "SELECT * FROM features.model_run")[0] if table_exists(con, "features.model_run") else None
     parts = ["<h1>Model card: escalation to social care within a year (baseline)</h1>"]
     if run is None:
         parts.append("<p>No model has been evaluated yet: features.model_run does not exist.</p>")
@@ -105,7 +106,7 @@ def _knowledge(con, run: dict) -> str:
             "own dates; school attendance counts from the census that delivers it. The leakage test "
             "(<code>tests/features/test_leakage.py</code>) rewrites everything after a month-end and checks that "
             "month's features do not change.</p>")
-    windows = _rows(con, "SELECT * FROM features.window") if _exists(con, "features", "window") else []
+    windows = _rows(con, "SELECT * FROM features.window") if table_exists(con, "features.window") else []
     if not windows:
         return rule + ('<div class="note"><p>features.window was not found in this database, so the feature '
                        "build's own statement of its window and knowledge rule is not shown.</p></div>")
@@ -147,7 +148,7 @@ def _bar(con, run: dict) -> str:
 
 
 def _features(con) -> str:
-    definitions = _exists(con, "features", "feature_definition")
+    definitions = table_exists(con, "features.feature_definition")
     rows = _rows(con, f"""
         SELECT c.*, {'d.definition, d.source' if definitions else 'NULL AS definition, NULL AS source'}
         FROM features.model_coefficient c

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import duckdb
 
+from quality.audit import ensure_audit
 from quality.faults import fault_point
+from sources.sql_runner import run_sql, table_exists
 
 from .families import build_families
 from .fitting import fit_and_save, record_views, remembered, saved_models
-from .link import MATCH_THRESHOLD, SCRATCH, link_records, run_sql_file, scratch
+from .link import MATCH_THRESHOLD, SCRATCH, SQL, link_records, scratch
 from .model import MODEL_PATH, TRAINING_KEY, save_model
 from .training_report import write_training_report
 
@@ -34,7 +36,7 @@ KEYED_BY_FIRST_COLUMN = ("person_registry", "family_registry", "family_registry_
 def save_durable_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for table in DURABLE_TABLES:
-        if not _exists(con, f"identity.{table}"):
+        if not table_exists(con, f"identity.{table}"):
             continue
         partial = folder / f".{table}.parquet.partial"
         con.execute(f"COPY identity.{table} TO '{partial}' (FORMAT parquet, COMPRESSION zstd)")
@@ -46,7 +48,7 @@ def restore_durable_tables(con: duckdb.DuckDBPyConnection, folder: Path) -> list
     restored = []
     for table in DURABLE_TABLES:
         saved = folder / f"{table}.parquet"
-        if saved.exists() and not _exists(con, f"identity.{table}"):
+        if saved.exists() and not table_exists(con, f"identity.{table}"):
             columns = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{saved}')").fetchall()
             ddl = ", ".join(f'"{name}" {kind}' for name, kind, *_ in columns)
             if table in KEYED_BY_FIRST_COLUMN:  # upserts (ON CONFLICT) need the primary key back
@@ -81,7 +83,7 @@ def import_review_decisions(con: duckdb.DuckDBPyConnection, review_dir: Path, ru
         return counts
     known = {sha for (sha,) in con.sql("SELECT sha256 FROM identity.review_import").fetchall()}
     records = {k for (k,) in con.sql("SELECT record_key FROM identity.standardised_record").fetchall()} \
-        if _exists(con, "identity.standardised_record") else set()
+        if table_exists(con, "identity.standardised_record") else set()
     for path in sorted(folder.glob("*.csv")):
         sha = hashlib.sha256(path.read_bytes()).hexdigest()
         if sha in known:
@@ -119,12 +121,6 @@ def import_review_decisions(con: duckdb.DuckDBPyConnection, review_dir: Path, ru
     return counts
 
 
-def _exists(con, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(con.sql(f"SELECT 1 FROM information_schema.tables WHERE table_schema = '{schema}' "
-                        f"AND table_name = '{name}'").fetchall())
-
-
 def export_review_queue(con: duckdb.DuckDBPyConnection, review_dir: Path) -> Path:
     """The queue as a CSV with an empty decision column, for a reviewer to fill in and
     save under REVIEW/decisions/."""
@@ -139,9 +135,7 @@ def export_review_queue(con: duckdb.DuckDBPyConnection, review_dir: Path) -> Pat
 
 def record_metrics(con: duckdb.DuckDBPyConnection, run_id: str, extra: dict) -> None:
     """Identity quality figures for this run -> audit.identity_metric (append-only)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS audit")
-    con.execute("CREATE TABLE IF NOT EXISTS audit.identity_metric (run_id VARCHAR, metric VARCHAR, "
-                "value DOUBLE, recorded_at TIMESTAMPTZ)")
+    ensure_audit(con)
     con.execute("SET VARIABLE run_id = ?", [run_id])
     con.execute("""
         INSERT INTO audit.identity_metric
@@ -175,8 +169,8 @@ def read_source_records(con: duckdb.DuckDBPyConnection) -> None:
     rowid, which needs no second scan) and inserted; the whole table is replaced when
     its columns changed. The new rows are a view, read once by the comparison: storing
     them first would cost as much as the query itself."""
-    run_sql_file(con, "source_person.sql")
-    if _exists(con, "identity.source_person") and (
+    run_sql(con, SQL / "source_person.sql")
+    if table_exists(con, "identity.source_person") and (
             con.sql("DESCRIBE identity.source_person").fetchall() == con.sql("DESCRIBE source_person_now").fetchall()):
         con.execute("""
             CREATE OR REPLACE TEMP TABLE source_person_diff AS
@@ -198,17 +192,17 @@ def assign_persons(con: duckdb.DuckDBPyConnection, run_id: str, mode: str = "ful
     an incremental link only the records clustered again (affected_record) are revisited."""
     con.execute("SET VARIABLE run_id = ?", [run_id])
     scope = "record_key IN (SELECT record_key FROM affected_record)" if mode == "incremental" else "true"
-    run_sql_file(con, "person_keys.sql", scope=scope)
-    run_sql_file(con, "person_record.sql", scope=scope)
+    run_sql(con, SQL / "person_keys.sql", scope=scope)
+    run_sql(con, SQL / "person_record.sql", scope=scope)
     if mode == "incremental":  # in place: the queue is wide (explanations) and mostly unchanged
         pairs = ("k.record_l IN (SELECT record_key FROM affected_record) "
                  "OR k.record_r IN (SELECT record_key FROM affected_record)")
-        run_sql_file(con, "review_queue.sql", scope=pairs, target=f"{scratch(con)}.review_queue_delta")
+        run_sql(con, SQL / "review_queue.sql", scope=pairs, target=f"{scratch(con)}.review_queue_delta")
         con.execute(f"DELETE FROM identity.review_queue k WHERE {pairs}")
         con.execute(f"INSERT INTO identity.review_queue SELECT * FROM {SCRATCH}.review_queue_delta")
         con.execute("UPDATE identity.review_queue SET queued_run = getvariable('run_id')")
     else:
-        run_sql_file(con, "review_queue.sql", scope="true", target="identity.review_queue")
+        run_sql(con, SQL / "review_queue.sql", scope="true", target="identity.review_queue")
 
 
 def choose_model(con: duckdb.DuckDBPyConnection, model: Path | None, model_dir: Path | None,

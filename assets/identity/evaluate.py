@@ -27,6 +27,7 @@ from pathlib import Path
 import duckdb
 
 from assets.home import Home
+from quality.audit import ensure_audit
 
 PAIR_METRICS = ("precision", "recall", "f1", "true_pairs", "predicted_pairs", "true_positive_pairs")
 
@@ -287,15 +288,7 @@ def _rows(result: dict) -> list[tuple[str, str, float]]:
 
 def store_evaluation(con: duckdb.DuckDBPyConnection, result: dict, run_id: str) -> None:
     """Append ``result`` to audit.identity_evaluation under ``run_id`` (never deletes)."""
-    con.execute("CREATE SCHEMA IF NOT EXISTS audit")
-    con.execute("""
-        CREATE TABLE IF NOT EXISTS audit.identity_evaluation (
-            run_id VARCHAR NOT NULL,
-            evaluated_at TIMESTAMPTZ NOT NULL,
-            scope VARCHAR NOT NULL,
-            metric VARCHAR NOT NULL,
-            value DOUBLE
-        )""")
+    ensure_audit(con)
     rows = _rows(result)
     # one statement, so a run's figures land together or not at all, with one timestamp
     con.execute("""

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import duckdb
 
+from sources.sql_runner import run_sql, table_exists
+
 from .link import SCRATCH, scratch
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -75,7 +77,7 @@ def build_families(con: duckdb.DuckDBPyConnection, run_id: str, incremental: boo
     written by the same SQL), only the families and households that the changed evidence
     can reach are recomputed (see _incremental); the result is the same as a full rebuild.
     counts["mode"] says which path ran: 'full', 'incremental' or 'unchanged'."""
-    if not _exists(con, "identity.person_record"):
+    if not table_exists(con, "identity.person_record"):
         raise ValueError("identity.person_record is missing: link persons before building families")
     con.execute("CREATE SCHEMA IF NOT EXISTS identity")
     _upgrade_registries(con)
@@ -83,9 +85,9 @@ def build_families(con: duckdb.DuckDBPyConnection, run_id: str, incremental: boo
     con.execute("CREATE OR REPLACE TEMP TABLE fam_run AS SELECT CAST(? AS VARCHAR) AS run_id, "
                 "CAST(? AS TIMESTAMPTZ) AS recorded_at", [run_id, datetime.now(timezone.utc)])
     events_before = _count(con, "SELECT count(*) FROM identity.link_event WHERE entity = 'family'") \
-        if _exists(con, "identity.link_event") else 0
+        if table_exists(con, "identity.link_event") else 0
     state_ok = incremental and _state_valid(con)
-    if _exists(con, "identity.fam_state_meta"):
+    if table_exists(con, "identity.fam_state_meta"):
         con.execute("DELETE FROM identity.fam_state_meta")  # a run that fails half way leaves no state
     _run(con, "families_residence.sql")
     _run(con, "families_evidence.sql")
@@ -317,7 +319,7 @@ def _upgrade_registries(con) -> None:
             continue
         # the newest run: the one the saved state names, else the run that saw most keys
         newest = f"(SELECT mode(last_seen_run) FROM identity.{table})"
-        if _exists(con, "identity.fam_state_meta"):
+        if table_exists(con, "identity.fam_state_meta"):
             newest = f"coalesce((SELECT any_value(run_id) FROM identity.fam_state_meta), {newest})"
         con.execute(f"UPDATE identity.{table} SET last_seen_run = CASE WHEN last_seen_run <> {newest} "
                     f"THEN 'after ' || last_seen_run END")
@@ -416,10 +418,8 @@ def _components(con, groups: str, out: str, nodes: str = "fam_nodes") -> None:
 
 
 def _run(con, name: str, **params: str) -> None:
-    sql = (SQL_DIR / name).read_text()
-    for key, value in {"household_cap": str(HOUSEHOLD_CAP), "family_cap": str(FAMILY_CAP), **params}.items():
-        sql = sql.replace("${" + key + "}", value)
-    con.execute(sql)
+    """A families SQL file, with the household and family size caps every one may use."""
+    run_sql(con, SQL_DIR / name, **{"household_cap": HOUSEHOLD_CAP, "family_cap": FAMILY_CAP, **params})
 
 
 def _tables(con) -> set[str]:
@@ -427,12 +427,6 @@ def _tables(con) -> set[str]:
     return {f"{schema}.{name}" for schema, name in con.execute(
         "SELECT schema_name, table_name FROM duckdb_tables() UNION ALL "
         "SELECT schema_name, view_name FROM duckdb_views()").fetchall()}
-
-
-def _exists(con, qualified: str) -> bool:
-    schema, table = qualified.split(".")
-    return bool(_count(con, "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                       [schema, table]))
 
 
 def _count(con, sql: str, params=None) -> int:

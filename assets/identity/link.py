@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+
+from sources.sql_runner import run_sql
 import pyarrow as pa
 
 from .cluster import constrained_clusters
@@ -42,13 +44,6 @@ class LinkSummary:
     grey_zone_pairs: int
     refused_edges: int
     seconds: dict
-
-
-def run_sql_file(con: duckdb.DuckDBPyConnection, name: str, **params: str) -> None:
-    sql = (SQL / name).read_text()
-    for key, value in params.items():
-        sql = sql.replace("${" + key + "}", value)
-    con.execute(sql)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
@@ -80,7 +75,7 @@ def standardise(con: duckdb.DuckDBPyConnection, incremental: bool = True) -> int
     con.execute(f"CREATE OR REPLACE TABLE identity.nickname AS "
                 f"SELECT lower(formal) AS formal, lower(nickname) AS nickname FROM read_csv('{NICKNAMES}')")
     if not (incremental and "source_hash" in _columns(con, "identity", "standardised_record")):
-        run_sql_file(con, "standardise.sql", source="identity.source_person", target="identity.standardised_record")
+        run_sql(con, SQL / "standardise.sql", source="identity.source_person", target="identity.standardised_record")
         return None
     con.execute("""
         CREATE OR REPLACE TEMP TABLE source_delta AS
@@ -88,7 +83,7 @@ def standardise(con: duckdb.DuckDBPyConnection, incremental: bool = True) -> int
         ANTI JOIN identity.standardised_record s
           ON s.record_key = sp.system || '/' || sp.table_name || '/' || sp.record_id AND s.source_hash = hash(sp)
     """)
-    run_sql_file(con, "standardise.sql", source="source_delta", target=f"{scratch(con)}.standardised_delta")
+    run_sql(con, SQL / "standardise.sql", source="source_delta", target=f"{scratch(con)}.standardised_delta")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE changed_record AS
         SELECT record_key FROM {SCRATCH}.standardised_delta
@@ -264,12 +259,12 @@ def _rebuild_deterministic_edges(con: duckdb.DuckDBPyConnection) -> None:
     """Shared-identifier edges and twin births of the identifiers and birth dates that
     changed records held or hold (changed_value); every other row is as the last run left it."""
     con.execute("CREATE OR REPLACE TEMP TABLE twin_birth_before AS SELECT * FROM identity.twin_birth")
-    run_sql_file(con, "deterministic_edges.sql", changed="changed_value", target=f"{SCRATCH}.deterministic_delta")
+    run_sql(con, SQL / "deterministic_edges.sql", changed="changed_value", target=f"{SCRATCH}.deterministic_delta")
     con.execute(f"""DELETE FROM identity.deterministic_edge e WHERE {TOUCHING} OR EXISTS (
                         SELECT 1 FROM deterministic_scope d WHERE d.link_rule = e.link_rule AND d.record_key = e.record_r)""")
     con.execute(f"INSERT INTO identity.deterministic_edge SELECT * FROM {SCRATCH}.deterministic_delta")
     dobs = "dob IN (SELECT dob FROM changed_value)"
-    run_sql_file(con, "twin_guard.sql", dobs=dobs, target=f"{SCRATCH}.twin_birth_delta")
+    run_sql(con, SQL / "twin_guard.sql", dobs=dobs, target=f"{SCRATCH}.twin_birth_delta")
     con.execute(f"DELETE FROM identity.twin_birth WHERE {dobs}")
     con.execute(f"INSERT INTO identity.twin_birth SELECT * FROM {SCRATCH}.twin_birth_delta")
 
@@ -321,14 +316,14 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable =
 
     t = time.perf_counter()
     if changed is None:
-        run_sql_file(con, "deterministic_edges.sql", changed="identity.standardised_record",
+        run_sql(con, SQL / "deterministic_edges.sql", changed="identity.standardised_record",
                      target="identity.deterministic_edge")
-        run_sql_file(con, "twin_guard.sql", dobs="true", target="identity.twin_birth")
-        run_sql_file(con, "twin_share.sql")
+        run_sql(con, SQL / "twin_guard.sql", dobs="true", target="identity.twin_birth")
+        run_sql(con, SQL / "twin_share.sql")
     else:
         _rebuild_deterministic_edges(con)
         if not _columns(con, "identity", "twin_share"):
-            run_sql_file(con, "twin_share.sql")
+            run_sql(con, SQL / "twin_share.sql")
     seconds["deterministic"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -349,7 +344,7 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable =
         touching = TOUCHING.replace("record_l", "p.record_l").replace("record_r", "p.record_r")
         pairs = (f"({touching} OR NOT EXISTS (SELECT 1 FROM identity.link o "
                  "WHERE o.record_l = p.record_l AND o.record_r = p.record_r))")
-        run_sql_file(con, "candidate_edges.sql", target=f"{SCRATCH}.link_delta", pairs=pairs, scored_pairs=touching,
+        run_sql(con, SQL / "candidate_edges.sql", target=f"{SCRATCH}.link_delta", pairs=pairs, scored_pairs=touching,
                      identifier_edges=f"(SELECT * FROM identity.deterministic_edge WHERE {TOUCHING} "
                                       f"UNION SELECT * FROM {SCRATCH}.deterministic_delta)")
         # in place: the link table is wide (explanations) and mostly unchanged
@@ -361,7 +356,7 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable =
         _affected_records(con)
         scope = "record_key IN (SELECT record_key FROM affected_record)"
     else:
-        run_sql_file(con, "candidate_edges.sql", target="identity.link", pairs="true", scored_pairs="true",
+        run_sql(con, SQL / "candidate_edges.sql", target="identity.link", pairs="true", scored_pairs="true",
                      identifier_edges="identity.deterministic_edge")
         scope = "true"
     records = con.sql(f"SELECT record_key, nhs_number, upn, former_upn FROM identity.standardised_record "

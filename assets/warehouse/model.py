@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from assets.transaction import transaction
+from sources.sql_runner import run_sql
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,9 +70,9 @@ _TEMP_TABLES = ("_as_of", "_record_person", "_postcode", "_family_span", "_curre
                 "_eh_family", "_eh_referral")
 
 
-def sql_text(name: str) -> str:
+def run_model_sql(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """One model SQL file, with the folder of its code-list CSVs filled in."""
-    return (HERE / name).read_text(encoding="utf-8").replace("{{WAREHOUSE_DIR}}", HERE.as_posix())
+    run_sql(con, HERE / name, warehouse_dir=HERE.as_posix())
 
 
 def build_model(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -79,10 +80,7 @@ def build_model(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     with transaction(con):
         con.execute("CREATE SCHEMA IF NOT EXISTS model")
         for name in SQL_FILES:
-            try:
-                con.execute(sql_text(name))
-            except duckdb.Error as exc:
-                raise RuntimeError(f"model: {name} failed: {exc}") from exc
+            run_model_sql(con, name)
         con.execute("DROP MACRO IF EXISTS family_on")  # reads the working tables dropped next
         for temp in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS temp.main.{temp}")

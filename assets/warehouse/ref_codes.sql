@@ -5,7 +5,7 @@
 -- is_known is false for refused / not obtained / not stated. Data: ethnicity_codes.csv.
 CREATE OR REPLACE TABLE model.ref_ethnicity AS
 SELECT scheme, value, ethnicity_code, ethnicity_group, is_known, description
-FROM read_csv('{{WAREHOUSE_DIR}}/ethnicity_codes.csv', header = true, all_varchar = false,
+FROM read_csv('${warehouse_dir}/ethnicity_codes.csv', header = true, all_varchar = false,
               columns = {'scheme': 'VARCHAR', 'value': 'VARCHAR', 'ethnicity_code': 'VARCHAR',
                          'ethnicity_group': 'VARCHAR', 'is_known': 'BOOLEAN', 'description': 'VARCHAR'});
 
@@ -15,6 +15,6 @@ FROM read_csv('{{WAREHOUSE_DIR}}/ethnicity_codes.csv', header = true, all_varcha
 -- Data: referral_sources.csv.
 CREATE OR REPLACE TABLE model.ref_referral_source AS
 SELECT scheme, code, description, source_group
-FROM read_csv('{{WAREHOUSE_DIR}}/referral_sources.csv', header = true,
+FROM read_csv('${warehouse_dir}/referral_sources.csv', header = true,
               columns = {'scheme': 'VARCHAR', 'code': 'VARCHAR', 'description': 'VARCHAR',
                          'source_group': 'VARCHAR'});
