@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from assets.home import Home
 from quality.faults import fault_point
@@ -72,161 +73,23 @@ KEEP, DROP, HASH = "keep", "drop", "hash"
 # CODE:  only a value shaped like a code (CODE_SHAPE) that SCRUB would keep is published;
 #        anything else (a sentence typed where a code belongs) is NULL.
 SCRUB, CODE = "scrub", "code"
-# Pseudonymisation rules for analytics.duckdb: (pattern, action, why). The pattern is a
-# glob over "schema.table.column" (lower case); the first match wins, so exceptions sit
-# above the rules they except. A column no rule matches is dropped and reported.
-RULES: list[tuple[str, str, str]] = [
-    # exceptions: names of things, not of people; coarse dates and places
-    ("*.*.table_name", KEEP, "name of a table"),
-    ("*.*.column_name", KEEP, "name of a column"),
-    ("*.*.file_name", KEEP, "name of a delivered file"),
-    ("*.*.check_name", KEEP, "name of a quality check"),
-    ("*.*.schema_name", KEEP, "name of a schema"),
-    ("*.*.team_name", KEEP, "name of a team"),
-    ("*.*.school_name", KEEP, "name of a school"),
-    ("model.dim_school.name", KEEP, "name of a school"),
-    ("*.*.birth_month", KEEP, "month of birth, not the date"),
-    ("*.*.birth_year", KEEP, "year of birth"),
-    ("*.*.postcode_district", KEEP, "outward code only"),
-    ("*.*.postcode_sector", KEEP, "sector only"),
-    ("*.*.sample", DROP, "check samples may hold raw source values"),
-    ("*.*.partial_unexpected", DROP, "may hold raw source values"),
-    ("*.*.raw_value", DROP, "raw source value"),
-    ("*.*.*_flagged", DROP, "an identifier that failed its check"),
-    ("*.*.explanation", DROP, "link explanations quote names and identifiers"),
-    # direct identifiers
-    ("*.*.*forename*", DROP, "name"),
-    ("*.*.*surname*", DROP, "name"),
-    ("*.*.*first_name*", DROP, "name"),
-    ("*.*.*last_name*", DROP, "name"),
-    ("*.*.*middle_name*", DROP, "name"),
-    ("*.*.*given*", DROP, "name"),
-    ("*.*.*alias*", DROP, "name"),
-    ("*.*.*name*", DROP, "any other name is taken for a person's"),
-    ("*.*.*nhs*", DROP, "NHS number"),
-    ("*.*.*common_child_id*", DROP, "Mosaic's copy of the NHS number"),
-    ("*.*.*upn*", DROP, "unique pupil number (and former UPN)"),
-    ("*.*.uln", DROP, "unique learner number"),
-    ("*.*.*_uln", DROP, "unique learner number"),
-    ("*.*.*uprn*", DROP, "property reference: an address"),
-    ("*.*.*postcode*", DROP, "full postcode"),
-    ("*.*.*address*", DROP, "address"),
-    ("*.*.*addr_*", DROP, "address"),
-    ("*.*.*street*", DROP, "address"),
-    ("*.*.*line_1*", DROP, "address"),
-    ("*.*.*line1*", DROP, "address"),
-    ("*.*.*phone*", DROP, "telephone"),
-    ("*.*.*mobile*", DROP, "telephone"),
-    ("*.*.*email*", DROP, "email"),
-    ("*.*.*dob*", DROP, "exact birth date"),
-    ("*.*.*birth_date*", DROP, "exact birth date"),
-    ("*.*.*birthdate*", DROP, "exact birth date"),
-    ("*.*.*date_of_birth*", DROP, "exact birth date"),
-    ("*.*.*death_date*", DROP, "exact death date"),
-    ("*.*.*date_of_death*", DROP, "exact death date"),
-    ("*.*.record_id", DROP, "id of a person record"),
-    ("*.*.record_key", DROP, "id of a person record"),
-    ("*.*.*record_l", DROP, "id of a person record"),
-    ("*.*.*record_r", DROP, "id of a person record"),
-    # keys and person-identifying source ids: keyed hash, the same everywhere so joins work
-    ("*.*.*person_key*", HASH, "person key"),
-    ("*.*.*family_key*", HASH, "family key"),
-    ("*.*.*household_key*", HASH, "household key"),
-    ("*.*.*person_id", HASH, "source person id (pers_person_id, csc_person_id, PERSON_ID)"),
-    ("*.*.onepupilid", HASH, "Capita ONE pupil id"),
-    ("*.*.*pupil_id", HASH, "pupil id"),
-    ("*.*.*patient_id", HASH, "patient id"),
-    ("*.*.csc_id", HASH, "Mosaic person id recorded elsewhere"),
-    ("*.*.*member_id", HASH, "family member id"),
-    ("*.*.family_id", HASH, "source family id"),
-    ("*.*.*_family_id", HASH, "source family id"),
-    # aggregates, the dictionary and the chosen audit tables: what the rules above left
-    ("marts.*.*reason*", CODE, "reason code, grouped from the model's (free text there would be here too)"),
-    ("marts.*.*", KEEP, "aggregate measures"),
-    ("features.*.*", KEEP, "features, labels and the model's evaluation: ages, counts, flags, codes and "
-                           "scores (person and family keys are hashed above; no names, dates of birth or addresses)"),
-    ("docs.*.*", KEEP, "the data dictionary"),
-    # a failing check's sample names the rows at fault by their keys: restricted
-    ("audit.check_result.sample", DROP, "keys of the rows a failing check names"),
-    ("audit.*.*", KEEP, "run and check records"),
-    # the model: an allow-list of non-identifying kinds of column
-    ("model.ref_*.*", KEEP, "reference code lists"),
-    ("model.*.*_id", KEEP, "id of an event, case, worker or school (not of a person)"),
-    ("model.*.*_seq", KEEP, "sequence within a record"),
-    ("model.*.*_key", KEEP, "key of a non-person entity (worker)"),
-    ("model.*.*_date", KEEP, "date of an event"),
-    ("model.*.*_at", KEEP, "instant of an event"),
-    ("model.*.*_start", KEEP, "period start"),
-    ("model.*.*_end", KEEP, "period end"),
-    ("model.*.date", KEEP, "calendar date"),
-    ("model.*.*year", KEEP, "year"),
-    ("model.*.*_days", KEEP, "duration"),
-    ("model.*.*_hours", KEEP, "duration"),
-    ("model.*.*_within_*", KEEP, "timeliness flag"),
-    ("model.*.is_*", KEEP, "flag"),
-    ("model.*.has_*", KEEP, "flag"),
-    ("model.*.*_code", KEEP, "code"),
-    ("model.*.*_group", KEEP, "harmonised group"),
-    ("model.*.*_decile*", KEEP, "deprivation decile"),
-    ("model.*.*_rate", KEEP, "rate"),
-    ("model.*.*_count", KEEP, "count"),
-    ("model.*.*_per_*", KEEP, "rate"),
-    ("model.*.sessions*", KEEP, "school sessions"),
-    ("model.*.district", KEEP, "district"),
-    ("model.*.lsoa", KEEP, "small area"),
-    ("model.*.sex", KEEP, "sex"),
-    ("model.*.ethnicity*", KEEP, "ethnicity"),
-    ("model.*.system*", KEEP, "source system"),
-    ("model.*.team", KEEP, "team"),
-    ("model.*.role", KEEP, "role"),
-    ("model.*.fte", KEEP, "worker FTE"),
-    ("model.*.urn", KEEP, "school"),
-    ("model.*.phase", KEEP, "school phase"),
-    ("model.*.term", KEEP, "school term"),
-    ("model.*.members", KEEP, "count"),
-    ("model.*.children", KEEP, "count"),
-    ("model.*.adults", KEEP, "count"),
-    ("model.*.rag", KEEP, "RAG rating"),
-    ("model.*.decision", KEEP, "decision"),
-    ("model.*.outcome*", KEEP, "outcome"),
-    ("model.*.status", KEEP, "status"),
-    ("model.*.route", KEEP, "route"),
-    ("model.*.accepted", KEEP, "flag"),
-    ("model.*.category", KEEP, "category"),
-    ("model.*.*reason*", CODE, "reason code (reason_not_accepted has no code list: free text is cut)"),
-    ("model.*.factors", KEEP, "assessment factors"),
-    ("model.*.primary_need", KEEP, "need code"),
-    ("model.*.nfa", KEEP, "flag"),
-    ("model.*.child_seen", KEEP, "flag"),
-    ("model.*.legal_status", KEEP, "legal status"),
-    ("model.*.placement*", KEEP, "placement type"),
-    ("model.*.review_type", KEEP, "health review type"),
-    ("model.*.attendance", KEEP, "attendance outcome"),
-    ("model.*.priority", KEEP, "priority"),
-    ("model.*.source", KEEP, "source"),
-    ("model.*.*_source", KEEP, "where a value came from"),
-    ("model.*.service", KEEP, "service"),
-    ("model.*.*_category", KEEP, "category"),
-    ("model.*.*_deleted", KEEP, "flag"),
-    ("model.*.*_need", KEEP, "need code"),
-    ("model.*.*_type", KEEP, "type code"),
-    ("model.*.*_status", KEEP, "status"),
-    ("model.*.valid_from", KEEP, "period start"),
-    ("model.*.valid_to", KEEP, "period end"),
-    ("model.*.quarter", KEEP, "calendar"),
-    ("model.*.*_of_week", KEEP, "calendar"),
-    ("model.*.hours_*", KEEP, "duration"),
-    ("model.*.days_*", KEEP, "duration"),
-    ("model.*.known_as_*", KEEP, "flag"),
-    ("model.*.records", KEEP, "count"),
-    ("model.*.persons", KEEP, "count"),
-    ("model.*.lsoas", KEEP, "count"),
-    ("model.*.current_members", KEEP, "count"),
-    ("model.*.laestab", KEEP, "school establishment number"),
-    ("model.*.channel", KEEP, "contact channel"),
-    ("model.*.referrer_org", SCRUB, "referring organisation, typed: scrubbed of identifiers and known names"),
-    ("model.*.concerns", KEEP, "concern codes"),
-]
+# Pseudonymisation rules for analytics.duckdb, (glob over "schema.table.column", action,
+# why), first match wins: data, in publish_rules.yaml beside this file.
+RULES_FILE = Path(__file__).with_name("publish_rules.yaml")
+ACTIONS = (KEEP, DROP, HASH, SCRUB, CODE)
+
+
+def load_rules(path: Path = RULES_FILE) -> list[tuple[str, str, str]]:
+    """The rules, each checked: three fields, an action this module knows, a reason."""
+    rules = []
+    for n, rule in enumerate(yaml.safe_load(Path(path).read_text(encoding="utf-8"))["rules"], start=1):
+        if not (isinstance(rule, list) and len(rule) == 3 and rule[1] in ACTIONS and rule[2]):
+            raise ValueError(f"{path}: rule {n} must be [glob, one of {', '.join(ACTIONS)}, why]: {rule!r}")
+        rules.append((str(rule[0]).lower(), rule[1], str(rule[2])))
+    return rules
+
+
+RULES: list[tuple[str, str, str]] = load_rules()
 # Shapes searched for INSIDE values (RE2 has no look-around, so an edge is a character that
 # is not a letter or digit, or the value's end: hex digests, UUIDs and codes such as
 # MC0000010 or E01900000 never match, while "NHS 999 123 4567." does).
@@ -265,7 +128,7 @@ def classify(schema: str, table: str, column: str, rules=RULES) -> tuple[str, st
     for pattern, action, why in rules:
         if fnmatch.fnmatchcase(target, pattern):
             return action, why
-    return DROP, "unclassified: no rule allows it (add one to assets/publish.py RULES)"
+    return DROP, "unclassified: no rule allows it (add one to assets/publish_rules.yaml)"
 
 
 # A keyed hash is only as strong as its key: one an attacker can guess lets them recover

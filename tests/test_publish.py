@@ -441,3 +441,15 @@ def test_analytics_dictionary_lists_only_what_analytics_holds(home):
     assert "keyed hash" in desc
     assert _query(db, "SELECT comment FROM duckdb_tables() WHERE table_name = 'dim_person'") == [
         ("One row per person: who they are, without who they are.",)]
+
+
+def test_the_pseudonymisation_rules_file_is_checked_as_it_is_read(tmp_path):
+    from assets.publish import load_rules
+
+    good = tmp_path / "rules.yaml"
+    good.write_text('rules:\n  - ["*.*.nhs*", drop, "NHS number"]\n  - ["Model.*.*", keep, "the rest"]\n')
+    assert load_rules(good) == [("*.*.nhs*", "drop", "NHS number"), ("model.*.*", "keep", "the rest")]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('rules:\n  - ["*.*.nhs*", publish, "a typo for an action"]\n')
+    with pytest.raises(ValueError, match="rule 1 must be"):
+        load_rules(bad)
