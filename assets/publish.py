@@ -570,13 +570,12 @@ def _migrate(warehouse_dir: Path) -> None:
             shutil.rmtree(generation, ignore_errors=True)
 
 
-def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
-            fail_before_swap: bool = False) -> dict:
+def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None) -> dict:
     """Write identifiable.duckdb and analytics.duckdb in a new generation folder under
     ``warehouse_dir`` from ``build_db`` and swap them in as a pair. ``build_db`` must have no
     writer open (it is attached read-only). ``secret`` defaults to
-    ``load_secret(warehouse_dir.parent)``. Tests only: ``fail_before_swap`` raises after both
-    files are written, before the swap; EARLYHELP_KILL_AT=publish.<one of KILL_STEPS> kills it.
+    ``load_secret(warehouse_dir.parent)``. Its steps are fault points ``publish.<one of
+    KILL_STEPS>`` (quality/faults.py): the tests kill it or make it fail at each.
     Returns what was published; raises, leaving the serving files as they were, on failure."""
     build_db, warehouse_dir = Path(build_db), Path(warehouse_dir).absolute()
     if not build_db.is_file():
@@ -596,8 +595,6 @@ def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None, *,
                 os.chmod(generation / name, 0o600)  # whatever the umask: analysts are granted access explicitly
                 _fsync_file(generation / name)
                 _reached(f"{kind}_written")
-            if fail_before_swap:
-                raise PublishError("failure forced before the swap (fail_before_swap=True)")
             _fsync_dir(generation)
             _fsync_dir(generation.parent)
             # DuckDB resolves the links and keeps a WAL beside the generation's file, which

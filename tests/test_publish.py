@@ -22,6 +22,7 @@ import pytest
 from assets.dictionary import build_dictionary
 from assets.publish import (DROP, HASH, KEEP, PublishError, WeakSecretError, _hmac_macro, classify, keyed_hash, load_secret,
                             publish)
+from quality.faults import FaultInjected, fail_at
 from sources.identifiers import nhs_check_digit, upn_check_letter
 
 SECRET = "test-secret-one-0123456789abcdefghijklmnop"
@@ -313,8 +314,8 @@ def test_failure_before_the_swap_leaves_serving_files_byte_identical(home):
     publish(build, wh, SECRET)
     before = _serving_state(wh)
     make_build(build, home / "reports", contacts=7)
-    with pytest.raises(PublishError):
-        publish(build, wh, SECRET, fail_before_swap=True)
+    with fail_at("publish.before_swap"), pytest.raises(FaultInjected):
+        publish(build, wh, SECRET)
     assert _serving_state(wh) == before and len(before) == 2
     assert _leftovers(wh) == []
     with pytest.raises(FileNotFoundError):

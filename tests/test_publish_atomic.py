@@ -145,7 +145,8 @@ def test_a_kill_while_a_plain_home_is_converted_changes_nothing_readers_see(home
 
 
 def kill_then_recover(home, step: str, outcome: str) -> None:
-    from assets.publish import PublishError, publish
+    from assets.publish import publish
+    from quality.faults import FaultInjected, fail_at
     layout, build, wh = home
     before, known = through_names(wh), generations(wh)
     assert publish_in_child(build, wh, kill_at=step) == -9
@@ -159,8 +160,8 @@ def kill_then_recover(home, step: str, outcome: str) -> None:
     if outcome == "old" and not step.startswith("migration"):
         assert left, "the killed publish left its generation (SIGKILL skips its finally)"
     # the next publish starts by removing what no pointer names; here it then fails on purpose
-    with pytest.raises(PublishError):
-        publish(build, wh, SECRET, fail_before_swap=True)
+    with fail_at("publish.before_swap"), pytest.raises(FaultInjected):
+        publish(build, wh, SECRET)
     assert generations(wh) == pointed(wh), "a generation no pointer names survived, or the failed one did"
     assert not left & generations(wh)
     assert through_names(wh) == after
