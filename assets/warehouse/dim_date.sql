@@ -1,4 +1,4 @@
--- model.dim_date: the calendar. Grain: one row per day from 2015-01-01 to 2030-12-31.
+-- model.dim_date: the calendar. Grain: date (one row per day from 2015-01-01 to 2030-12-31).
 -- week_start is the Monday of the date's week; financial_year is the UK public-sector year
 -- (1 April to 31 March) written '2024-25', with financial_year_start its first calendar year.
 CREATE OR REPLACE TABLE model.dim_date AS

@@ -9,6 +9,7 @@ model as it was, and returns each model table's row count.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -39,29 +40,39 @@ SQL_FILES: tuple[str, ...] = (
     "facts_health.sql",
 )
 
-# The tables docs/warehouse.md specifies, each with its grain (the columns unique together).
-TABLE_GRAIN: dict[str, tuple[str, ...]] = {
-    "dim_date": ("date",),
-    "dim_person": ("person_key",),
-    "dim_family": ("family_key",),
-    "dim_worker": ("system", "worker_id"),
-    "dim_team": ("system", "team"),
-    "dim_district": ("district",),
-    "dim_school": ("urn",),
-    "fact_mash_contact": ("contact_id", "child_seq"),
-    "fact_eh_referral": ("referral_id",),
-    "fact_eh_episode": ("episode_id",),
-    "fact_csc_referral": ("referral_id",),
-    "fact_assessment": ("assessment_id",),
-    "fact_cin_plan": ("cin_plan_id",),
-    "fact_cp_plan": ("cp_plan_id",),
-    "fact_cla_episode": ("cla_episode_id",),
-    "fact_s47_enquiry": ("enquiry_id",),
-    "fact_attendance": ("pupil_id", "urn", "term"),
-    "fact_exclusion": ("exclusion_id",),
-    "fact_health_contact": ("encounter_id",),
-    "fact_camhs_referral": ("request_id",),
-}
+# The tables docs/warehouse.md specifies. Each one's grain (the columns unique together)
+# is declared once, in the "Grain:" line of its SQL header: a column, or "(a, b)".
+SPECIFIED_TABLES: tuple[str, ...] = (
+    "dim_date", "dim_person", "dim_family", "dim_worker", "dim_team", "dim_district", "dim_school",
+    "fact_mash_contact", "fact_eh_referral", "fact_eh_episode", "fact_csc_referral", "fact_assessment",
+    "fact_cin_plan", "fact_cp_plan", "fact_cla_episode", "fact_s47_enquiry", "fact_attendance",
+    "fact_exclusion", "fact_health_contact", "fact_camhs_referral",
+)
+
+
+def grain_columns(grain: str) -> tuple[str, ...]:
+    """The columns a header's grain names: "(system, team) ..." or "referral_id (the
+    source's REFERRAL_ID)"."""
+    text = grain.strip()
+    if text.startswith("("):
+        return tuple(c.strip() for c in text[1:text.index(")")].split(","))
+    match = re.match(r"([A-Za-z_]\w*)\s*(?:$|[.;,(—-])", text)  # a name, then punctuation: not prose
+    if not match:
+        raise ValueError(f"a grain must start with a column or '(columns)': {grain!r}")
+    return (match.group(1),)
+
+
+def _declared_grains() -> dict[str, tuple[str, ...]]:
+    from assets.dictionary import load_sources  # the one reader of SQL headers
+
+    tables = load_sources().tables
+    missing = [t for t in SPECIFIED_TABLES if not (tables.get(("model", t)) or {}).get("grain")]
+    if missing:
+        raise ValueError(f"no 'Grain:' line in the SQL header of model.{', model.'.join(missing)}")
+    return {t: grain_columns(tables[("model", t)]["grain"]) for t in SPECIFIED_TABLES}
+
+
+TABLE_GRAIN: dict[str, tuple[str, ...]] = _declared_grains()
 
 # Code lists the model loads as data (model.ref_*), beside the specified tables.
 REFERENCE_TABLES: tuple[str, ...] = ("ref_ethnicity", "ref_referral_source")

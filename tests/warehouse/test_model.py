@@ -341,3 +341,15 @@ def test_a_failed_build_leaves_the_previous_model(built, tmp_path):
             build_model(con)
         assert con.execute("SELECT count(*) FROM model.fact_mash_contact").fetchone()[0] == before
         assert con.execute("SELECT count(*) FROM model.fact_camhs_referral").fetchone()[0] > 0
+
+
+def test_each_model_table_grain_is_read_from_its_sql_header():
+    """The grain is declared once, in the SQL header; the integrity gate reads it from there."""
+    from assets.warehouse.model import SPECIFIED_TABLES, grain_columns
+
+    assert grain_columns("(system, team). One row per team") == ("system", "team")
+    assert grain_columns("referral_id (the source's REFERRAL_ID).") == ("referral_id",)
+    with pytest.raises(ValueError):
+        grain_columns("one row per day")  # prose, no column: refused, not guessed
+    assert set(TABLE_GRAIN) == set(SPECIFIED_TABLES)
+    assert TABLE_GRAIN["fact_attendance"] == ("pupil_id", "urn", "term")
