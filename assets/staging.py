@@ -30,6 +30,30 @@ def drop_partitions(system: str) -> dg.DynamicPartitionsDefinition:
     return dg.DynamicPartitionsDefinition(name=f"{system}_drops")
 
 
+DROP_COUNTS = ("files", "rows_delivered", "rows_staged", "rows_quarantined", "values_flagged")
+
+
+def drop_figures(con, system: str, drops: list[str]) -> dict[str, dict]:
+    """{drop: its status and counts} for each of ``drops``: what staging holds of it (the
+    latest attempt's files when nothing of it is loaded, as for a rejected or held drop)."""
+    counts = ("count(file_name) AS files, sum(delivered_rows) AS delivered, sum(staged_rows) AS staged, "
+              "sum(quarantined_rows) AS quarantined, sum(flagged_values) AS flagged")
+    rows = con.execute(f"""
+        WITH latest AS (SELECT * FROM audit.drop WHERE system = $system AND status <> 'staging'
+                        QUALIFY row_number() OVER (PARTITION BY extract_date ORDER BY recorded_at DESC) = 1),
+             loaded AS (SELECT extract_date, {counts} FROM audit.drop_file_loaded WHERE system = $system GROUP BY 1),
+             tried AS (SELECT f.extract_date, {counts} FROM audit.drop_file f JOIN latest USING (run_id, system, extract_date)
+                       GROUP BY 1)
+        SELECT latest.extract_date::VARCHAR, latest.status,
+               coalesce(loaded.files, tried.files, 0), coalesce(loaded.delivered, tried.delivered, 0),
+               coalesce(loaded.staged, tried.staged, 0), coalesce(loaded.quarantined, tried.quarantined, 0),
+               coalesce(loaded.flagged, tried.flagged, 0)
+        FROM latest LEFT JOIN loaded USING (extract_date) LEFT JOIN tried USING (extract_date)
+        WHERE latest.extract_date::VARCHAR IN (SELECT unnest($drops::VARCHAR[]))
+        ORDER BY 1""", {"system": system, "drops": list(drops)}).fetchall()
+    return {r[0]: {"status": r[1], **dict(zip(DROP_COUNTS, r[2:]))} for r in rows}
+
+
 def staging_asset(system: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=system, key_prefix=["staging"], group_name="staging", kinds={"duckdb", "parquet"},
@@ -40,6 +64,11 @@ def staging_asset(system: str) -> dg.AssetsDefinition:
         with warehouse.connect() as con:
             [summary] = ingest(con, warehouse.landing_path, warehouse.staged_dir, systems=(system,),
                                run_id=context.run.run_id, partitions={system: context.partition_keys})
+            per_drop = drop_figures(con, system, context.partition_keys)
+        # Each drop's own figures, on its own partition: a ranged run's materialization
+        # carries the run's totals, so every partition also gets an observation of its drop.
+        for drop, figures in per_drop.items():
+            context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=drop, metadata=figures))
         for date, problems in summary.rejected.items():
             for problem in problems:
                 context.log.error(f"drop rejected, warehouse keeps its last good state: {problem}")
@@ -49,6 +78,10 @@ def staging_asset(system: str) -> dg.AssetsDefinition:
             "landing_ignored": len(summary.ignored), "rows_delivered": summary.rows_delivered,
             "rows_staged": summary.rows_staged, "rows_quarantined": summary.rows_quarantined,
             "values_flagged": summary.values_flagged,
+            "drops": dg.MetadataValue.table(
+                [dg.TableRecord({"drop": d, **f}) for d, f in per_drop.items()],
+                schema=dg.TableSchema(columns=[dg.TableColumn("drop", "string"), dg.TableColumn("status", "string"),
+                                               *(dg.TableColumn(c, "int") for c in DROP_COUNTS)])),
         }
         for name in summary.ignored:
             context.log.warning(f"landing: {name}")

@@ -129,3 +129,32 @@ def test_a_successful_staging_run_requests_the_warehouse_run(small_city, tmp_pat
     request = warehouse_after_staging(context)
     assert request.run_key == f"after:{result.run_id}"  # once per staging run
     assert warehouse_after_staging.job_name == "warehouse"
+
+
+def test_each_staging_partition_carries_its_own_drops_figures(small_city, tmp_path):
+    """A ranged run's materialization carries its totals; each partition also gets an
+    observation with its own drop's counts, which differ from drop to drop."""
+    import duckdb
+
+    from pipelines.build import QUIET
+    from assets.resources import Warehouse
+
+    landing = small_city[0] / "landing"
+    instance = dg.DagsterInstance.ephemeral()
+    days = sorted(p.name for p in (landing / "mash").iterdir())[:3]
+    instance.add_dynamic_partitions("mash_drops", days)
+    home = tmp_path / "home"
+    result = defs.resolve_job_def("stage_mash").execute_in_process(
+        instance=instance, run_config=QUIET, resources={"warehouse": Warehouse(home=str(home), landing=str(landing))},
+        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]})
+    assert result.success
+    observed = {e.partition: e.asset_observation_data.asset_observation.metadata
+                for e in (r.dagster_event for r in instance.all_logs(
+                    result.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION))}
+    assert sorted(observed) == days
+    with duckdb.connect(str(home / "warehouse" / "build.duckdb"), read_only=True) as con:
+        for day in days:
+            staged = con.execute("SELECT count(*) FROM staging.mash__contacts WHERE extract_date = ?",
+                                 [day]).fetchall()[0][0]
+            assert observed[day]["rows_staged"].value == staged and observed[day]["status"].value == "staged"
+    assert len({observed[d]["rows_delivered"].value for d in days}) > 1  # not the run's totals thrice
