@@ -98,8 +98,11 @@ IDENTIFIER_SHAPES = {
     "NHS number": _EDGE_L + "[0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}" + _EDGE_R,
     "UPN": _EDGE_L + "[A-Za-z][0-9]{11}[0-9A-Za-z]" + _EDGE_R,
     "postcode": _EDGE_L + "[A-Za-z]{1,2}[0-9][A-Za-z0-9]?[ ]*[0-9][A-Za-z]{2}" + _EDGE_R,
+    # A month by name needs separators around it and must end as a word: hex (a UUID's
+    # "51febf80", "12dec201") has day, month and year run together.
     "date": _EDGE_L + "([0-9]{1,2}[/.-][0-9]{1,2}[/.-]([0-9]{4}|[0-9]{2})|[0-9]{4}[/.-][0-9]{1,2}[/.-][0-9]{1,2}"
-            "|[0-9]{1,2}(st|nd|rd|th)? *(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*[.,]? *[0-9]{2,4})"
+            "|[0-9]{1,2}(st|nd|rd|th)?[ ./-]+(?i:jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?"
+            "|sep(t|tember)?|oct(ober)?|nov(ember)?|dec(ember)?)[.,]?[ ./-]+[0-9]{2,4})"
             + _EDGE_R,
 }
 # Integers can only carry a number: only the NHS number shape applies to them.

@@ -123,6 +123,10 @@ def test_a_value_smuggled_into_a_kept_column_stops_the_publish(home, kind, value
     ("MC0000010 E01900000 2025-SPR 2014-15 0-19 5-10", set()),
     ("9991234567", {"NHS number"}), ("A123456789012", {"UPN"}), ("zx4 0ag", {"postcode"}),
     ("12 May 2015", {"date"}), ("2015/2/1", {"date"}),
+    ("1st February 2015", {"date"}), ("01-Feb-2015", {"date"}), ("3 sept. 14", {"date"}),
+    # FHIR resource ids of the default city: hex runs that read like "51 feb ... 80", "12 dec 201"
+    ("51febf80-a7cc-4b76-aa68-4c7341442ca6", set()), ("12dec201-3ac1-4eeb-a969-de25d0a4c262", set()),
+    ("04dec213-6426-4023-a76a-94f1f3989892", set()),
 ])
 def test_identifier_shapes_are_found_inside_values_and_only_there(text, kinds):
     with duckdb.connect() as con:
