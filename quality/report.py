@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from assets.home import QUALITY_PAGE
+from assets.home import DICTIONARY_PAGE, QUALITY_PAGE
 from sources.sql_runner import table_exists
 
 from .audit import ensure_audit
@@ -57,6 +57,9 @@ def _bars(title: str, series: list[tuple[str, float]], colour: str = "#3465a4") 
 
 
 def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> Path:
+    """HOME/reports/quality/index.html from the audit schema: the newest build's checks,
+    trends over builds, identity quality and quarantine. Written whole (a partial file
+    renamed into place), so a reader never sees half a report."""
     ensure_audit(con)
     builds = con.sql("""
         SELECT build_id, min(checked_at) AS started, count(*) AS checks,
@@ -64,7 +67,32 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> P
                count(*) FILTER (WHERE NOT passed AND severity = 'blocking') AS blocking_failed
         FROM audit.check_result GROUP BY build_id ORDER BY started
     """).fetchall()
-    newest = builds[-1][0] if builds else None
+    evaluation = con.sql("""
+        SELECT run_id, max(value) FILTER (WHERE metric = 'precision'), max(value) FILTER (WHERE metric = 'recall')
+        FROM audit.identity_evaluation WHERE scope = 'overall' GROUP BY run_id ORDER BY min(evaluated_at)
+    """).fetchall()
+    parts = [*_checks_section(con, builds[-1][0] if builds else None), *_trends_section(con, builds, evaluation),
+             *_identity_section(con, evaluation), *_quarantine_section(con),
+             '<h2>More detail</h2><ul><li><a href="../gx/index.html">Great Expectations Data Docs</a> '
+             "(every expectation of every suite run in this build)</li>"
+             f'<li><a href="../{DICTIONARY_PAGE}">Data dictionary</a></li></ul>']
+    out = Path(reports_dir) / QUALITY_PAGE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    partial.write_text(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Data quality report</title>"
+                       f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")
+    partial.replace(out)
+    return out
+
+
+def _status(passed: bool, severity: str) -> str:
+    if passed:
+        return '<span class="pass">pass</span>'
+    return '<span class="fail">FAIL</span>' if severity == "blocking" else '<span class="warn">warning</span>'
+
+
+def _checks_section(con, newest: str | None) -> list[str]:
+    """The headline and every check of the newest build (each check's latest result)."""
     results = con.execute("""
         SELECT asset, check_name, severity, passed, observed, expected, failing_rows, sample, checked_at
         FROM audit.check_result WHERE build_id = ?
@@ -73,17 +101,11 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> P
     """, [newest]).fetchall()
     blocking_failed = [r for r in results if not r[3] and r[2] == "blocking"]
     warnings = [r for r in results if not r[3] and r[2] != "blocking"]
-
-    def status(passed, severity):
-        if passed:
-            return '<span class="pass">pass</span>'
-        return '<span class="fail">FAIL</span>' if severity == "blocking" else '<span class="warn">warning</span>'
-
-    check_rows = [[_e(a), _e(c), _e(s), status(p, s), f"<code>{_e(o)}</code>", f"<code>{_e(x)}</code>", f, 
+    check_rows = [[_e(a), _e(c), _e(s), _status(p, s), f"<code>{_e(o)}</code>", f"<code>{_e(x)}</code>", f,
                    f"<code>{_e(json.loads(sample) if sample else '')}</code>" if not p else "", _e(t)]
                   for a, c, s, p, o, x, f, sample, t in results]
     headline_ok = results and not blocking_failed
-    parts = [
+    return [
         f"<h1>Data quality report</h1><p>Build <code>{_e(newest)}</code>, written "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the audit schema of the build database.</p>",
         f'<p class="headline {"pass" if headline_ok else "fail"}">'
@@ -93,50 +115,45 @@ def write_quality_report(con: duckdb.DuckDBPyConnection, reports_dir: Path) -> P
         "<h2>Every check in this build</h2>",
         _table(["asset", "check", "severity", "result", "observed", "threshold", "failing rows", "sample", "checked at"],
                check_rows, raw_columns={3, 4, 5, 7}),
-        "<h2>Trends over builds</h2>",
-        _bars("checks run per build", [(b[0], b[2]) for b in builds]),
-        _bars("checks failed per build", [(b[0], b[3]) for b in builds], "#b00020"),
     ]
+
+
+def _trends_section(con, builds: list[tuple], evaluation: list[tuple]) -> list[str]:
     quarantined = con.sql("""
         SELECT build_id, sum(rows) FROM audit.quarantine_summary GROUP BY 1 ORDER BY min(recorded_at)
-    """).fetchall() if table_exists(con, "audit.quarantine_summary") else []
-    parts.append(_bars("rows quarantined per build", [(b, float(n)) for b, n in quarantined], "#8a5a00"))
-    evaluation = con.sql("""
-        SELECT run_id, max(value) FILTER (WHERE metric = 'precision'), max(value) FILTER (WHERE metric = 'recall')
-        FROM audit.identity_evaluation WHERE scope = 'overall' GROUP BY run_id ORDER BY min(evaluated_at)
-    """).fetchall() if table_exists(con, "audit.identity_evaluation") else []
-    parts.append(_bars("identity recall against the truth, per evaluated build", [(r, v or 0) for r, _, v in evaluation]))
+    """).fetchall()
+    return ["<h2>Trends over builds</h2>",
+            _bars("checks run per build", [(b[0], b[2]) for b in builds]),
+            _bars("checks failed per build", [(b[0], b[3]) for b in builds], "#b00020"),
+            _bars("rows quarantined per build", [(b, float(n)) for b, n in quarantined], "#8a5a00"),
+            _bars("identity recall against the truth, per evaluated build", [(r, v or 0) for r, _, v in evaluation])]
 
-    parts.append("<h2>Identity quality</h2>")
-    if table_exists(con, "audit.identity_metric"):
-        metrics = con.sql("""
-            SELECT metric, value FROM audit.identity_metric
-            WHERE run_id = (SELECT run_id FROM audit.identity_metric ORDER BY recorded_at DESC LIMIT 1)
-              AND metric NOT LIKE 'seconds_%' ORDER BY metric
-        """).fetchall()
+
+def _identity_section(con, evaluation: list[tuple]) -> list[str]:
+    metrics = con.sql("""
+        SELECT metric, value FROM audit.identity_metric
+        WHERE run_id = (SELECT run_id FROM audit.identity_metric ORDER BY recorded_at DESC LIMIT 1)
+          AND metric NOT LIKE 'seconds_%' ORDER BY metric
+    """).fetchall()
+    parts = ["<h2>Identity quality</h2>"]
+    if metrics:
         parts.append(_table(["measure", "value"], [[m, f"{v:,.4f}".rstrip("0").rstrip(".")] for m, v in metrics]))
     if evaluation:
         run, precision, recall = evaluation[-1]
         parts.append(f"<p>Against the synthetic city's truth (run <code>{_e(run)}</code>): pairwise precision "
                      f"{precision:.5f}, recall {recall:.5f}.</p>")
+    return parts
 
-    parts.append("<h2>Quarantine by system and rule</h2><p>Hard failures send the row to quarantine; "
-                 "soft failures keep the row and move the bad value to a flagged column.</p>")
+
+def _quarantine_section(con) -> list[str]:
     quarantine = con.sql("""
         SELECT system, rule, CASE severity WHEN 'hard' THEN 'row quarantined' ELSE 'value flagged, row kept' END,
                count(*) AS rows, count(DISTINCT (extract_date, file_name)) AS files
         FROM quarantine.issue GROUP BY ALL ORDER BY system, 3 DESC, rows DESC
     """).fetchall() if table_exists(con, "quarantine.issue") else []
-    parts.append(_table(["system", "rule", "outcome", "rows", "files"], [list(r) for r in quarantine])
-                 if quarantine else "<p>No row is in quarantine and no value was flagged.</p>")
-    parts.append('<h2>More detail</h2><ul><li><a href="../gx/index.html">Great Expectations Data Docs</a> '
-                 "(every expectation of every suite run in this build)</li>"
-                 '<li><a href="../data_dictionary.html">Data dictionary</a></li></ul>')
-
-    out = Path(reports_dir) / QUALITY_PAGE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Data quality report</title>"
-                   f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>", encoding="utf-8")
-    return out
+    return ["<h2>Quarantine by system and rule</h2><p>Hard failures send the row to quarantine; "
+            "soft failures keep the row and move the bad value to a flagged column.</p>",
+            _table(["system", "rule", "outcome", "rows", "files"], [list(r) for r in quarantine])
+            if quarantine else "<p>No row is in quarantine and no value was flagged.</p>"]
 
 
