@@ -331,7 +331,9 @@ def _guard(con, out: str, published: dict) -> list[str]:
 
 
 def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
-    """Write one serving file at ``target`` (in a new generation folder) from the build database."""
+    """Write one serving file at ``target`` (in a new generation folder) from the build
+    database: its tables, each column as the rules say, the dictionary describing what it
+    holds, the comments; then, for analytics, the scan for identifiers (fails closed)."""
     report = {"tables": 0, "rows": 0, "hashed": [], "dropped": [], "unclassified": [], "skipped_tables": [],
               "free_text": {}}
     published: dict[tuple, dict] = {}
@@ -343,38 +345,11 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
         if analytics:
             _hmac_macro(con, secret)
             _free_text_macros(con, "build")
-            schemas = sorted({p.split(".")[0] for p in ANALYTICS_TABLES})
-            objects = [(s, t) for s, t in _objects(con, "build", schemas)
-                       if any(fnmatch.fnmatchcase(f"{s}.{t}", p) for p in ANALYTICS_TABLES)]
-        else:
-            objects = _objects(con, "build", IDENTIFIABLE_SCHEMAS)
+        objects = _objects_to_publish(con, analytics)
         for schema in sorted({s for s, _ in objects}):
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q('out', schema)}")
         for schema, table in objects:
-            select, kept = [], {}
-            for column, data_type in _columns(con, "build", schema, table):
-                action = KEEP
-                if analytics:
-                    action, why = classify(schema, table, column)
-                    name = f"{schema}.{table}.{column}"
-                    if action == DROP:
-                        report["dropped"].append(name)
-                        if why.startswith("unclassified"):
-                            report["unclassified"].append(name)
-                        continue
-                    if action == HASH:
-                        report["hashed"].append(name)
-                        select.append(f"{_hash_expr(column, data_type)} AS {_q(column)}")
-                        kept[column] = (HASH, data_type)
-                        continue
-                    if action in (SCRUB, CODE) and data_type in ("VARCHAR", "VARCHAR[]"):
-                        expr = _free_text_expr(con, _q("build", schema, table), column, data_type, action)
-                        select.append(f"{expr} AS {_q(column)}")
-                        kept[column] = (action, data_type)
-                        continue
-                    action = KEEP  # SCRUB or CODE on a number, date or flag: it cannot hold text
-                select.append(_q(column))
-                kept[column] = (KEEP, data_type)
+            select, kept = _column_selects(con, schema, table, analytics, report)
             if not select:
                 report["skipped_tables"].append(f"{schema}.{table}")
                 continue
@@ -382,37 +357,9 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
                         f"FROM {_q('build', schema, table)}")
             published[(schema, table)] = kept
             report["tables"] += 1
-            for column, (action, data_type) in kept.items():
-                if action in (SCRUB, CODE):  # how many values were withheld, for the run's metadata
-                    count = (f"sum(len(list_filter({_q(column)}, lambda x: x IS NOT NULL)))" if data_type.endswith("[]")
-                             else f"count({_q(column)})")
-                    before, after = (con.execute(f"SELECT coalesce({count}, 0) FROM {_q(db, schema, table)}").fetchone()[0]
-                                     for db in ("build", "out"))
-                    report["free_text"][f"{schema}.{table}.{column}"] = {"action": action, "withheld": before - after}
+            _count_withheld(con, schema, table, kept, report)
         if analytics and ("docs", "columns") in published:
-            # the analytics dictionary describes what analytics holds, and says what was hashed
-            con.execute("CREATE TEMP TABLE published_column (schema VARCHAR, table_name VARCHAR, "
-                        "column_name VARCHAR, action VARCHAR)")
-            con.executemany("INSERT INTO published_column VALUES (?, ?, ?, ?)",
-                            [[s, t, c, a] for (s, t), cols in published.items() for c, (a, _) in cols.items()])
-            cols_table = _q("out", "docs", "columns")
-            con.execute(f"DELETE FROM {cols_table} d WHERE NOT EXISTS (SELECT 1 FROM published_column p "
-                        "WHERE p.schema = d.schema AND p.table_name = d.table_name AND p.column_name = d.column_name)")
-            con.execute(f"UPDATE {cols_table} d SET description = d.description || ' Pseudonymised: a keyed hash "
-                        "(HMAC-SHA256, 16 hex characters), stable across publishes and joinable across tables.', "
-                        "data_type = CASE WHEN d.data_type LIKE '%[]' THEN 'VARCHAR[]' ELSE 'VARCHAR' END "
-                        "FROM published_column p WHERE p.action = 'hash' AND p.schema = d.schema "
-                        "AND p.table_name = d.table_name AND p.column_name = d.column_name")
-            for action, note in ((SCRUB, "Free text: a value holding anything shaped like an NHS number, UPN, "
-                                          "postcode or date, or a word of a known person's name, is NULL here."),
-                                 (CODE, "Codes only: a value not shaped like a code, or holding a known person's "
-                                        "name, is NULL here.")):
-                con.execute(f"UPDATE {cols_table} d SET description = d.description || ' ' || ? FROM published_column p "
-                            "WHERE p.action = ? AND p.schema = d.schema AND p.table_name = d.table_name "
-                            "AND p.column_name = d.column_name", [note, action])
-            if ("docs", "tables") in published:
-                con.execute(f"DELETE FROM {_q('out', 'docs', 'tables')} d WHERE NOT EXISTS (SELECT 1 FROM "
-                            "published_column p WHERE p.schema = d.schema AND p.table_name = d.table_name)")
+            _describe_what_analytics_holds(con, published)
         _apply_comments(con, "out", published)
         if analytics:
             problems = _guard(con, "out", published)
@@ -426,6 +373,77 @@ def _write(build_db: Path, target: Path, analytics: bool, secret: str) -> dict:
     finally:
         con.close()
     return report
+
+
+def _objects_to_publish(con, analytics: bool) -> list[tuple[str, str]]:
+    """(schema, table) of every table and view of the build database the file gets."""
+    if not analytics:
+        return _objects(con, "build", IDENTIFIABLE_SCHEMAS)
+    schemas = sorted({p.split(".")[0] for p in ANALYTICS_TABLES})
+    return [(s, t) for s, t in _objects(con, "build", schemas)
+            if any(fnmatch.fnmatchcase(f"{s}.{t}", p) for p in ANALYTICS_TABLES)]
+
+
+def _column_selects(con, schema: str, table: str, analytics: bool, report: dict) -> tuple[list[str], dict]:
+    """The select list for one table, each column kept, hashed, scrubbed or dropped as the
+    rules say (every column kept in the identifiable file), and {column: (action, type)}."""
+    select, kept = [], {}
+    for column, data_type in _columns(con, "build", schema, table):
+        action, why = classify(schema, table, column) if analytics else (KEEP, "the identifiable file keeps all")
+        name = f"{schema}.{table}.{column}"
+        if action == DROP:
+            report["dropped"].append(name)
+            if why.startswith("unclassified"):
+                report["unclassified"].append(name)
+            continue
+        if action == HASH:
+            report["hashed"].append(name)
+            select.append(f"{_hash_expr(column, data_type)} AS {_q(column)}")
+        elif action in (SCRUB, CODE) and data_type in ("VARCHAR", "VARCHAR[]"):
+            select.append(f"{_free_text_expr(con, _q('build', schema, table), column, data_type, action)} AS {_q(column)}")
+        else:
+            action = KEEP  # SCRUB or CODE on a number, date or flag: it cannot hold text
+            select.append(_q(column))
+        kept[column] = (action, data_type)
+    return select, kept
+
+
+def _count_withheld(con, schema: str, table: str, kept: dict, report: dict) -> None:
+    """How many free-text values the rules withheld from one published table (the run's metadata)."""
+    for column, (action, data_type) in kept.items():
+        if action in (SCRUB, CODE):
+            count = (f"sum(len(list_filter({_q(column)}, lambda x: x IS NOT NULL)))" if data_type.endswith("[]")
+                     else f"count({_q(column)})")
+            before, after = (con.execute(f"SELECT coalesce({count}, 0) FROM {_q(db, schema, table)}").fetchone()[0]
+                             for db in ("build", "out"))
+            report["free_text"][f"{schema}.{table}.{column}"] = {"action": action, "withheld": before - after}
+
+
+def _describe_what_analytics_holds(con, published: dict) -> None:
+    """The analytics dictionary describes what analytics holds, and says what was hashed,
+    scrubbed or cut to codes."""
+    con.execute("CREATE TEMP TABLE published_column (schema VARCHAR, table_name VARCHAR, "
+                "column_name VARCHAR, action VARCHAR)")
+    con.executemany("INSERT INTO published_column VALUES (?, ?, ?, ?)",
+                    [[s, t, c, a] for (s, t), cols in published.items() for c, (a, _) in cols.items()])
+    cols_table = _q("out", "docs", "columns")
+    con.execute(f"DELETE FROM {cols_table} d WHERE NOT EXISTS (SELECT 1 FROM published_column p "
+                "WHERE p.schema = d.schema AND p.table_name = d.table_name AND p.column_name = d.column_name)")
+    con.execute(f"UPDATE {cols_table} d SET description = d.description || ' Pseudonymised: a keyed hash "
+                "(HMAC-SHA256, 16 hex characters), stable across publishes and joinable across tables.', "
+                "data_type = CASE WHEN d.data_type LIKE '%[]' THEN 'VARCHAR[]' ELSE 'VARCHAR' END "
+                "FROM published_column p WHERE p.action = 'hash' AND p.schema = d.schema "
+                "AND p.table_name = d.table_name AND p.column_name = d.column_name")
+    for action, note in ((SCRUB, "Free text: a value holding anything shaped like an NHS number, UPN, "
+                                  "postcode or date, or a word of a known person's name, is NULL here."),
+                         (CODE, "Codes only: a value not shaped like a code, or holding a known person's "
+                                "name, is NULL here.")):
+        con.execute(f"UPDATE {cols_table} d SET description = d.description || ' ' || ? FROM published_column p "
+                    "WHERE p.action = ? AND p.schema = d.schema AND p.table_name = d.table_name "
+                    "AND p.column_name = d.column_name", [note, action])
+    if ("docs", "tables") in published:
+        con.execute(f"DELETE FROM {_q('out', 'docs', 'tables')} d WHERE NOT EXISTS (SELECT 1 FROM "
+                    "published_column p WHERE p.schema = d.schema AND p.table_name = d.table_name)")
 
 
 # The layout under HOME/warehouse (see the module docstring).
