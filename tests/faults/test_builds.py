@@ -136,3 +136,35 @@ def test_a_build_killed_mid_run_is_marked_failed_and_the_next_finishes_the_job(c
     assert "STARTED" not in statuses and statuses.count("FAILURE") == 1
     assert differing_tables(home / "warehouse" / "build.duckdb",
                             concurrent_builds["home"] / "warehouse" / "build.duckdb") == {}
+
+
+def test_the_jobs_launched_as_the_ui_launches_them_make_the_same_home_as_earlyhelp_build(
+        concurrent_builds, tiny_city, tmp_path, monkeypatch):
+    """Not through the CLI: register the drops as the sensor does, then run each
+    stage_<system> job and the warehouse job from the Definitions, one run each."""
+    from assets.resources import Warehouse
+    from pipelines.build import QUIET, dagster_instance
+    from pipelines.definitions import defs
+    from pipelines.sensors import requests_for_new_drops
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    warehouse = Warehouse(home=str(home), landing=str(tiny_city))
+    instance = dagster_instance(home)
+    requests = requests_for_new_drops(instance, warehouse)
+    for job_name in dict.fromkeys(r.job_name for r in requests):
+        keys = sorted(r.partition_key for r in requests if r.job_name == job_name)
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, resources={"warehouse": warehouse}, run_config=QUIET,
+            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+        assert result.success, job_name
+    result = defs.resolve_job_def("warehouse").execute_in_process(
+        instance=instance, resources={"warehouse": warehouse}, run_config=QUIET)
+    assert result.success
+
+    assert differing_tables(home / "warehouse" / "build.duckdb",
+                            concurrent_builds["home"] / "warehouse" / "build.duckdb") == {}
+    with duckdb.connect(str(home / "warehouse" / "analytics.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'success') FROM audit.run").fetchall() \
+            == [(7, 7)]  # one row per run: six staging runs and the warehouse run, each finished
+    assert (home / "reports" / "quality" / "index.html").exists()
