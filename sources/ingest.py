@@ -164,7 +164,8 @@ def ingest_system(con: duckdb.DuckDBPyConnection, system: str, drops: list[Drop]
     if accepted:
         _stage(con, contract, accepted, raw_by_drop, staged_dir, run_id, summary, known)
     loaded = _loaded_set(con, system)
-    if summary.staged or loaded != _history_built_from(con, system):
+    # nothing ever loaded and nothing built from it: no history to (re)build
+    if summary.staged or loaded != (_history_built_from(con, system) or ""):
         fault_point("history")
         _rebuild_history(con, contract)
         con.execute("INSERT INTO audit.history_built VALUES (?, ?, ?)", [system, loaded, _now()])

@@ -209,3 +209,14 @@ def test_folders_that_are_not_dates_are_reported_not_skipped_silently(landing, w
         f"{SYSTEM}/'notes.txt': not a drop folder (a file or a link): ignored"])
     assert warehouse.all("SELECT name FROM audit.landing_ignored ORDER BY 1") == [
         ("'2025-02-30'",), ("'20251130'",), ("'latest'",), ("'notes.txt'",)]
+
+
+def test_a_landing_without_some_systems_ingests_the_rest(landing, warehouse):
+    """Every system is visited; one with no drop at all has no history to rebuild."""
+    day = landing.city_dates("mash")[0]
+    landing.copy("mash", day)
+    from sources.drops import SYSTEMS
+
+    summaries = warehouse.ingest(landing, *SYSTEMS)
+    assert summaries["mash"].staged == [day]
+    assert all(not s.staged and not s.rejected for name, s in summaries.items() if name != "mash")
