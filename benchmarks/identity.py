@@ -28,16 +28,23 @@ sys.path.insert(0, str(ROOT))
 
 
 def landing_without_newest_day(landing: Path, out: Path) -> str:
-    """Symlink every drop folder except the newest date of each system that has more
-    than one drop; return that newest date."""
+    """Every drop folder except the newest date of each system that has more than one
+    drop, its files hard-linked (ingestion refuses linked folders and files, never hard
+    links: they are plain files); return that newest date."""
     newest = max(p.name for p in landing.glob("*/*") if (p / "_manifest.json").exists())
     for system in landing.iterdir():
         drops = sorted(p for p in system.iterdir() if (p / "_manifest.json").exists())
         (out / system.name).mkdir(parents=True)
         for drop in drops:
             if drop.name != newest or len(drops) == 1:
-                (out / system.name / drop.name).symlink_to(drop.resolve())
+                _link_drop(drop, out / system.name / drop.name)
     return newest
+
+
+def _link_drop(drop: Path, target: Path) -> None:
+    target.mkdir()
+    for file in drop.iterdir():
+        os.link(file, target / file.name)
 
 
 def phase(database: str, landing: str, staged: str, review: str, run_id: str) -> None:
