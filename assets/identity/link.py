@@ -317,7 +317,7 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable =
     t = time.perf_counter()
     if changed is None:
         run_sql(con, SQL / "deterministic_edges.sql", changed="identity.standardised_record",
-                     target="identity.deterministic_edge")
+                      target="identity.deterministic_edge")
         run_sql(con, SQL / "twin_guard.sql", dobs="true", target="identity.twin_birth")
         run_sql(con, SQL / "twin_share.sql")
     else:
@@ -331,6 +331,25 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable =
     seconds["splink"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    scope = _candidate_links(con, threshold, mode)
+    _cluster(con, scope)
+    seconds["cluster"] = time.perf_counter() - t
+
+    counts = con.sql("""
+        SELECT (SELECT count(*) FROM identity.standardised_record),
+               (SELECT count(DISTINCT cluster_id) FROM identity.cluster),
+               (SELECT count(*) FROM identity.deterministic_edge WHERE accepted),
+               (SELECT count(*) FROM identity.link WHERE status = 'grey zone'),
+               (SELECT count(*) FROM identity.link WHERE status = 'refused')
+    """).fetchall()[0]
+    return LinkSummary(records=counts[0], clusters=counts[1], deterministic_edges=counts[2],
+                       scored_pairs=scored, mode=mode, grey_zone_pairs=counts[3], refused_edges=counts[4],
+                       seconds=seconds)
+
+
+def _candidate_links(con: duckdb.DuckDBPyConnection, threshold: float, mode: str) -> str:
+    """identity.link from the scored pairs and identifier edges (in full, or incrementally
+    for the pairs touching a changed record); returns the SQL scope of records to cluster."""
     con.execute(f"SET VARIABLE match_threshold = {threshold}")
     # twins the records cannot show are still likely where shown twins are common: then
     # hold back unshown ones too (candidate_edges.sql), at the same odds as a link needs
@@ -345,8 +364,8 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable =
         pairs = (f"({touching} OR NOT EXISTS (SELECT 1 FROM identity.link o "
                  "WHERE o.record_l = p.record_l AND o.record_r = p.record_r))")
         run_sql(con, SQL / "candidate_edges.sql", target=f"{SCRATCH}.link_delta", pairs=pairs, scored_pairs=touching,
-                     identifier_edges=f"(SELECT * FROM identity.deterministic_edge WHERE {TOUCHING} "
-                                      f"UNION SELECT * FROM {SCRATCH}.deterministic_delta)")
+                      identifier_edges=f"(SELECT * FROM identity.deterministic_edge WHERE {TOUCHING} "
+                                       f"UNION SELECT * FROM {SCRATCH}.deterministic_delta)")
         # in place: the link table is wide (explanations) and mostly unchanged
         con.execute(f"""
             DELETE FROM identity.link k
@@ -357,8 +376,14 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable =
         scope = "record_key IN (SELECT record_key FROM affected_record)"
     else:
         run_sql(con, SQL / "candidate_edges.sql", target="identity.link", pairs="true", scored_pairs="true",
-                     identifier_edges="identity.deterministic_edge")
+                      identifier_edges="identity.deterministic_edge")
         scope = "true"
+    return scope
+
+
+def _cluster(con: duckdb.DuckDBPyConnection, scope: str) -> None:
+    """Cluster the records in ``scope`` under the identifier constraints and reviewers'
+    'not a match' decisions; write each candidate's fate and identity.cluster."""
     records = con.sql(f"SELECT record_key, nhs_number, upn, former_upn FROM identity.standardised_record "
                       f"WHERE {scope} ORDER BY record_key").fetchall()
     index = {key: i for i, (key, *_) in enumerate(records)}
@@ -403,15 +428,3 @@ def link_records(con: duckdb.DuckDBPyConnection, model: dict | Path | Callable =
         con.execute("INSERT INTO identity.cluster SELECT * FROM clusters_arrow")
     con.unregister("edge_outcome")
     con.unregister("clusters_arrow")
-    seconds["cluster"] = time.perf_counter() - t
-
-    counts = con.sql("""
-        SELECT (SELECT count(*) FROM identity.standardised_record),
-               (SELECT count(DISTINCT cluster_id) FROM identity.cluster),
-               (SELECT count(*) FROM identity.deterministic_edge WHERE accepted),
-               (SELECT count(*) FROM identity.link WHERE status = 'grey zone'),
-               (SELECT count(*) FROM identity.link WHERE status = 'refused')
-    """).fetchall()[0]
-    return LinkSummary(records=counts[0], clusters=counts[1], deterministic_edges=counts[2],
-                       scored_pairs=scored, mode=mode, grey_zone_pairs=counts[3], refused_edges=counts[4],
-                       seconds=seconds)
