@@ -241,8 +241,8 @@ def staging_drift(con: duckdb.DuckDBPyConnection, run_id: str, system: str, limi
 
 
 def model_integrity(con: duckdb.DuckDBPyConnection) -> Outcome:
-    """Every model table is unique at the grain the model declares for it
-    (assets/warehouse/model.py TABLE_GRAIN), and every fact's person_key and family_key
+    """Every model table is unique at the grain its SQL header declares (read into
+    assets/warehouse/model.py TABLE_GRAIN), and every fact's person_key and family_key
     exist in dim_person and dim_family."""
     problems, checked = [], 0
     for name, grain in TABLE_GRAIN.items():
