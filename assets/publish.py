@@ -178,7 +178,7 @@ def load_secret(home: Path) -> str:
                 os.link(temporary, path)  # atomic, and never over a key another run made first
             except FileExistsError:
                 pass
-            _fsync_dir(path.parent)
+            _fsync(path.parent)
         finally:
             os.unlink(temporary)
     mode = stat.S_IMODE(path.stat().st_mode)
@@ -468,15 +468,8 @@ def _remove(*paths: Path) -> None:
                 pass
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (a rename or link in it), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -555,7 +548,7 @@ def _tidy(warehouse_dir: Path) -> list[str]:
                 folder.unlink()
             removed.append(folder.name)
     if removed:
-        _fsync_dir(root)
+        _fsync(root)
     return removed
 
 
@@ -576,8 +569,8 @@ def _migrate(warehouse_dir: Path) -> None:
                 os.link(os.path.realpath(warehouse_dir / name), generation / name)
         if (generation / IDENTIFIABLE).exists():
             os.chmod(generation / IDENTIFIABLE, 0o600)
-        _fsync_dir(generation)
-        _fsync_dir(generation.parent)
+        _fsync(generation)
+        _fsync(generation.parent)
         _point(warehouse_dir, generation)
         pointed = True
         _reached("migration_linked")
@@ -585,7 +578,7 @@ def _migrate(warehouse_dir: Path) -> None:
             _remove(warehouse_dir / f"{name}.wal")  # a serving file is never written: any WAL is stale
             _swap_link(warehouse_dir, name, f"{CURRENT}/{name}")
             _reached("migration_one_name")
-        _fsync_dir(warehouse_dir)
+        _fsync(warehouse_dir)
     finally:
         if not pointed:
             shutil.rmtree(generation, ignore_errors=True)
@@ -614,10 +607,10 @@ def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None) -> d
             for kind, name in (("identifiable", IDENTIFIABLE), ("analytics", ANALYTICS)):
                 result[kind] = _write(build_db, generation / name, kind == "analytics", secret)
                 os.chmod(generation / name, 0o600)  # whatever the umask: analysts are granted access explicitly
-                _fsync_file(generation / name)
+                _fsync(generation / name)
                 _reached(f"{kind}_written")
-            _fsync_dir(generation)
-            _fsync_dir(generation.parent)
+            _fsync(generation)
+            _fsync(generation.parent)
             # DuckDB resolves the links and keeps a WAL beside the generation's file, which
             # goes with its folder; one beside a name (an older DuckDB, or a plain file's) is stale
             _remove(*(warehouse_dir / f"{n}.wal" for n in SERVING))
@@ -628,7 +621,7 @@ def publish(build_db: Path, warehouse_dir: Path, secret: str | None = None) -> d
             for name in SERVING:  # a HOME published for the first time: the fixed names
                 if not os.path.lexists(warehouse_dir / name):
                     _swap_link(warehouse_dir, name, f"{CURRENT}/{name}")
-            _fsync_dir(warehouse_dir)
+            _fsync(warehouse_dir)
         finally:
             if not swapped:  # nothing of a failed publish stays on disk
                 shutil.rmtree(generation, ignore_errors=True)
