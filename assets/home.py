@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# Pages under HOME/reports, as their writers name them (they import these)
-QUALITY_PAGE = Path("quality") / "index.html"
-DICTIONARY_PAGE = "data_dictionary.html"
-MODEL_CARD_PAGE = "model_card.html"
+# Names inside HOME's folders, as the code that writes them names them (it imports these)
+QUALITY_PAGE = Path("quality") / "index.html"  # under reports/
+DICTIONARY_PAGE = "data_dictionary.html"  # under reports/
+MODEL_CARD_PAGE = "model_card.html"  # under reports/
+DATA_DOCS_SITE, DATA_DOCS_STORE = "gx", "gx_store"  # under reports/
+IDENTITY_REPORTS = "identity"  # under reports/: person models' training reports
+MODELS = "model"  # under identity/: person models fitted here
+REVIEW_QUEUE, REVIEW_DECISIONS = "queue.csv", "decisions"  # under review/
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class Home:
     @property
     def model_dir(self) -> Path:
         """The person models fitted to this deployment's records."""
-        return self.identity_dir / "model"
+        return self.identity_dir / MODELS
 
     @property
     def review_dir(self) -> Path:
@@ -69,7 +73,12 @@ class Home:
 
     @property
     def review_queue(self) -> Path:
-        return self.review_dir / "queue.csv"
+        return self.review_dir / REVIEW_QUEUE
+
+    @property
+    def review_decisions_dir(self) -> Path:
+        """Reviewers' decisions/*.csv, imported once each at the next build."""
+        return self.review_dir / REVIEW_DECISIONS
 
     # what people read
     @property
@@ -91,7 +100,7 @@ class Home:
     @property
     def identity_reports_dir(self) -> Path:
         """Training reports of the person models."""
-        return self.reports_dir / "identity"
+        return self.reports_dir / IDENTITY_REPORTS
 
     # orchestration
     @property

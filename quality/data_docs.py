@@ -41,6 +41,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from assets.home import DATA_DOCS_SITE, DATA_DOCS_STORE
+
 from .filelock import exclusive_lock
 
 KEEP_PER_SUITE = 30  # validation results kept per suite (about one per build)
@@ -54,7 +56,7 @@ _CONTEXTS: dict[str | None, object] = {}
 
 
 def site_dir(reports_dir: Path) -> Path:
-    return Path(reports_dir) / "gx"
+    return Path(reports_dir) / DATA_DOCS_SITE
 
 
 def site_index(reports_dir: Path) -> Path:
@@ -62,7 +64,7 @@ def site_index(reports_dir: Path) -> Path:
 
 
 def store_dir(reports_dir: Path) -> Path:
-    return Path(reports_dir) / "gx_store"
+    return Path(reports_dir) / DATA_DOCS_STORE
 
 
 def _config(reports_dir: Path | None):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from assets.home import IDENTITY_REPORTS, MODELS, REVIEW_DECISIONS, REVIEW_QUEUE
 from quality.audit import ensure_audit
 from quality.faults import fault_point
 from sources.sql_runner import run_sql, table_exists
@@ -78,7 +79,7 @@ def import_review_decisions(con: duckdb.DuckDBPyConnection, review_dir: Path, ru
     con.execute("CREATE TABLE IF NOT EXISTS identity.review_decision (record_l VARCHAR, record_r VARCHAR, "
                 "decision VARCHAR, reviewer VARCHAR, decided_at TIMESTAMPTZ, imported_run VARCHAR)")
     counts = {"files": 0, "decisions": 0, "rejected": 0}
-    folder = Path(review_dir) / "decisions"
+    folder = Path(review_dir) / REVIEW_DECISIONS
     if not folder.is_dir():
         return counts
     known = {sha for (sha,) in con.sql("SELECT sha256 FROM identity.review_import").fetchall()}
@@ -125,7 +126,7 @@ def export_review_queue(con: duckdb.DuckDBPyConnection, review_dir: Path) -> Pat
     """The queue as a CSV with an empty decision column, for a reviewer to fill in and
     save under REVIEW/decisions/."""
     review_dir.mkdir(parents=True, exist_ok=True)
-    out = review_dir / "queue.csv"
+    out = review_dir / REVIEW_QUEUE
     con.execute(f"""COPY (SELECT record_l, record_r, '' AS decision, '' AS reviewer, '' AS decided_at,
                                  * EXCLUDE (record_l, record_r)
                           FROM identity.review_queue ORDER BY match_probability DESC, record_l, record_r)
@@ -244,7 +245,7 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
     source_seconds = time.perf_counter() - t
     imported = import_review_decisions(con, review_dir, run_id)
     fitted: dict = {}
-    chosen = choose_model(con, model, Path(durable_dir) / "model" if durable_dir else None, fitted)
+    chosen = choose_model(con, model, Path(durable_dir) / MODELS if durable_dir else None, fitted)
     # a reviewer's decision can join or split any component: then re-examine everything
     summary = link_records(con, chosen, threshold, incremental=imported["decisions"] == 0)
     assign_persons(con, run_id, summary.mode)
@@ -256,7 +257,7 @@ def run_identity(con: duckdb.DuckDBPyConnection, run_id: str, review_dir: Path,
     report = None
     if fitted.get("path") and reports_dir:
         t = time.perf_counter()
-        report = write_model_report(con, fitted["path"], Path(reports_dir) / "identity")
+        report = write_model_report(con, fitted["path"], Path(reports_dir) / IDENTITY_REPORTS)
         seconds["model_report"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - started
     if durable_dir:
