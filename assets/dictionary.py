@@ -21,6 +21,7 @@ import fnmatch
 import html
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -224,6 +225,13 @@ def load_sources(sql_root: Path = SQL_ROOT, spec: Path = SPEC) -> Sources:
         parse_sql_file(path, sources, root=sql_root.parent)
     parse_spec(spec, sources)
     return sources
+
+
+@cache
+def repository_sources() -> Sources:
+    """What the repository's SQL headers and spec say, read once per process (the asset
+    specs and the declared grains are made at import, from the same files). Read only."""
+    return load_sources()
 
 
 def load_descriptions(path: Path = DESCRIPTIONS) -> dict:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 import dagster as dg
 import duckdb
 
-from assets.dictionary import load_descriptions, load_sources
+from assets.dictionary import load_descriptions, repository_sources
 from assets.sql_lineage import SqlTable
 
 # Identity is one step with three outputs; a table of schema identity belongs to one of them.
@@ -46,7 +46,7 @@ def table_specs(tables: dict[str, SqlTable], group: str, names: Iterable[str],
     """An AssetSpec per table of ``names`` ("schema.table"): deps from what its SQL reads
     (or, for a table made in Python, ``made_in_python[table]``), description and grain as
     the data dictionary reads them (the SQL header, docs/warehouse.md, descriptions.yaml)."""
-    sources, written = load_sources(), load_descriptions()["tables"]
+    sources, written = repository_sources(), load_descriptions()["tables"]
     specs = []
     for name in names:
         schema, table = name.split(".", 1)

@@ -63,9 +63,9 @@ def grain_columns(grain: str) -> tuple[str, ...]:
 
 
 def _declared_grains() -> dict[str, tuple[str, ...]]:
-    from assets.dictionary import load_sources  # the one reader of SQL headers
+    from assets.dictionary import repository_sources  # the one reader of SQL headers
 
-    tables = load_sources().tables
+    tables = repository_sources().tables
     missing = [t for t in SPECIFIED_TABLES if not (tables.get(("model", t)) or {}).get("grain")]
     if missing:
         raise ValueError(f"no 'Grain:' line in the SQL header of model.{', model.'.join(missing)}")
