@@ -200,6 +200,10 @@ def _closure(con, table: str, steps: list[str]) -> None:
         n = now
 
 
+# the people whose co-residence memberships an incremental run rebuilds
+IN_CO_SCOPE = "person_key IN (SELECT person_key FROM fam_co_scope)"
+
+
 def _incremental(con) -> str:
     """Recompute only what the changes reach, keeping every other row and key as it is.
 
@@ -215,6 +219,17 @@ def _incremental(con) -> str:
     _changed(con)
     if not _count(con, "SELECT count(*) FROM fam_chg_person"):
         return "unchanged"
+    _rebuild_households(con)
+    _recomponent_relationships(con)
+    _regroup_coresidents(con)
+    _family_scope(con)
+    _rekey_and_write_families(con)
+    return "incremental"
+
+
+def _rebuild_households(con) -> None:
+    """Households of every address a changed person lived at, rebuilt whole; people whose
+    co-residence pairs changed join fam_chg_person."""
     con.execute("CREATE OR REPLACE TEMP VIEW fam_residence_scope AS SELECT * FROM fam_residence "
                 "WHERE address_key IN (SELECT address_key FROM fam_chg_address)")
     _run(con, "families_households.sql", residence="fam_residence_scope",
@@ -231,7 +246,11 @@ def _incremental(con) -> str:
                 f"SELECT * FROM {_differing(con, 'fam_cores', 'fam_cores_old')}")
     con.execute("INSERT INTO fam_chg_person SELECT p FROM fam_cores_diff EXCEPT SELECT person_key FROM fam_chg_person")
     _write_differences(con, "identity.fam_state_cores", "fam_cores", diff="fam_cores_diff")
-    # relationship components
+
+
+def _recomponent_relationships(con) -> None:
+    """fam_x, the changed people closed over their old and new relationship components,
+    re-componented; fam_comp1 is every person's relationship component."""
     con.execute("CREATE OR REPLACE TEMP TABLE fam_x AS SELECT person_key FROM fam_chg_person")
     _closure(con, "fam_x", [
         "SELECT s.person_key FROM identity.fam_state_comp1 s WHERE s.comp IN "
@@ -247,6 +266,11 @@ def _incremental(con) -> str:
         CREATE OR REPLACE TEMP TABLE fam_comp1 AS
         SELECT * FROM identity.fam_state_comp1 WHERE person_key NOT IN (SELECT person_key FROM fam_x)
         UNION ALL SELECT * FROM fam_comp1_x""")
+
+
+def _regroup_coresidents(con) -> None:
+    """fam_groups2: every person's membership, the last run's for people out of reach of
+    the change, rebuilt for fam_co_scope."""
     # Co-residence memberships (step 3b) belong only to people alone in their relationship
     # component, and depend on their pairs and their partners' components and attachments.
     # So they can change only for fam_x (changed components, every person of a changed
@@ -264,14 +288,18 @@ def _incremental(con) -> str:
                 "(SELECT person_key FROM fam_co_scope UNION "
                 " SELECT p FROM identity.fam_state_cores WHERE q IN (SELECT person_key FROM fam_co_scope))")
     _run(con, "families_cogroups.sql", cores="fam_co_cores")
-    in_scope = "person_key IN (SELECT person_key FROM fam_co_scope)"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE fam_groups2 AS
-        SELECT * FROM identity.fam_state_groups2 WHERE NOT {in_scope}
-        UNION ALL (SELECT person_key, 'c1:' || comp AS group_id FROM fam_comp1 WHERE {in_scope}
-                   UNION SELECT person_key, group_id FROM fam_co_group WHERE {in_scope})""")
-    changed_groups = _differing(con, f"(SELECT * FROM fam_groups2 WHERE {in_scope})",
-                                f"(SELECT * FROM identity.fam_state_groups2 WHERE {in_scope})", "person_key")
+        SELECT * FROM identity.fam_state_groups2 WHERE NOT {IN_CO_SCOPE}
+        UNION ALL (SELECT person_key, 'c1:' || comp AS group_id FROM fam_comp1 WHERE {IN_CO_SCOPE}
+                   UNION SELECT person_key, group_id FROM fam_co_group WHERE {IN_CO_SCOPE})""")
+
+
+def _family_scope(con) -> None:
+    """fam_y: fam_x, the changed people and those whose memberships changed, closed over
+    old families and new memberships; fam_comp2 its new families."""
+    changed_groups = _differing(con, f"(SELECT * FROM fam_groups2 WHERE {IN_CO_SCOPE})",
+                                f"(SELECT * FROM identity.fam_state_groups2 WHERE {IN_CO_SCOPE})", "person_key")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE fam_y AS
         SELECT person_key FROM fam_x UNION SELECT person_key FROM fam_chg_person
@@ -286,7 +314,11 @@ def _incremental(con) -> str:
     con.execute("CREATE OR REPLACE TEMP TABLE fam_scope_groups AS SELECT * FROM fam_groups2 "
                 "WHERE person_key IN (SELECT person_key FROM fam_y)")
     _components(con, "fam_scope_groups", "fam_comp2", nodes="fam_scope_nodes")
-    # keys: families outside fam_y keep theirs
+
+
+def _rekey_and_write_families(con) -> None:
+    """New families in fam_y inherit old keys by vote; their members and rows replace the
+    old ones, and every family outside fam_y keeps its key and rows."""
     con.execute("CREATE OR REPLACE TEMP TABLE fam_key_kept AS SELECT DISTINCT family_key FROM "
                 "identity.fam_state_final WHERE person_key NOT IN (SELECT person_key FROM fam_y)")
     con.execute("CREATE OR REPLACE TEMP TABLE fam_old_keys AS SELECT DISTINCT family_key FROM "
@@ -303,7 +335,6 @@ def _incremental(con) -> str:
     con.execute(f"INSERT INTO identity.family_member SELECT * FROM {SCRATCH}.fam_member_new")
     con.execute("DELETE FROM identity.family WHERE family_key IN (SELECT family_key FROM fam_old_keys)")
     con.execute(f"INSERT INTO identity.family SELECT * FROM {SCRATCH}.fam_family_new")
-    return "incremental"
 
 
 REGISTRIES = ("household_registry", "family_registry", "family_registry_member")

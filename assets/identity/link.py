@@ -160,28 +160,45 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
     model = json.loads(Path(model).read_text()) if not isinstance(model, dict) else dict(model)
     fingerprint = hashlib.sha256(json.dumps(model, sort_keys=True).encode()).hexdigest()
     total = con.sql("SELECT count(*) FROM identity.standardised_record").fetchall()[0][0]
-    same_model = "model_sha256" in _columns(con, "identity", "link_state") and con.sql(
-        "SELECT model_sha256 FROM identity.link_state").fetchall() == [(fingerprint,)]
-    mode = ("incremental" if changed is not None and changed <= INCREMENTAL_SHARE * total and same_model
-            and _columns(con, "identity", "scored_pair") else "full")
-    rules = _blocking_rules(model)
+    mode = _scoring_mode(con, changed, total, fingerprint)
     if mode == "incremental":
-        if _incremental_input(con, rules) == 0:  # nothing new to score
+        if _incremental_input(con, _blocking_rules(model)) == 0:  # nothing new to score
             return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0], mode
-        source = "link_subset"
-        model["blocking_rules_to_generate_predictions"] = [f"({rule}) AND (l.is_changed OR r.is_changed)"
-                                                           for rule in rules]
-        model["probability_two_random_records_match"] = con.sql(
-            "SELECT prior FROM identity.link_state").fetchall()[0][0]
-    else:
-        source = "identity.standardised_record"
-    inputs = record_views(con, source, prefix="link_input")
+        model = _incremental_model(con, model)
     if total < MIN_RECORDS_FOR_TERM_FREQUENCIES:
         # in a small table every name is "common": its own frequencies would outweigh the evidence
         model["comparisons"] = [
             dict(c, comparison_levels=[{k: v for k, v in lv.items() if not k.startswith("tf_")}
                                        for lv in c["comparison_levels"]])
             for c in model["comparisons"]]
+    scores = _predict(con, model, mode, total, fingerprint)
+    _store_scores(con, model, scores, mode)
+    return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0], mode
+
+
+def _scoring_mode(con: duckdb.DuckDBPyConnection, changed: int | None, total: int, fingerprint: str) -> str:
+    """incremental when few records changed since a full run with this same model."""
+    same_model = "model_sha256" in _columns(con, "identity", "link_state") and con.sql(
+        "SELECT model_sha256 FROM identity.link_state").fetchall() == [(fingerprint,)]
+    return ("incremental" if changed is not None and changed <= INCREMENTAL_SHARE * total and same_model
+            and _columns(con, "identity", "scored_pair") else "full")
+
+
+def _incremental_model(con: duckdb.DuckDBPyConnection, model: dict) -> dict:
+    """The model scoring only pairs with a changed side, under the last full run's prior."""
+    model = dict(model)
+    model["blocking_rules_to_generate_predictions"] = [f"({rule}) AND (l.is_changed OR r.is_changed)"
+                                                       for rule in _blocking_rules(model)]
+    model["probability_two_random_records_match"] = con.sql(
+        "SELECT prior FROM identity.link_state").fetchall()[0][0]
+    return model
+
+
+def _predict(con: duckdb.DuckDBPyConnection, model: dict, mode: str, total: int, fingerprint: str) -> str:
+    """Splink's predictions above the grey floor; returns the name of the table holding them.
+    A full run stores its prior and the model's fingerprint in identity.link_state."""
+    source = "link_subset" if mode == "incremental" else "identity.standardised_record"
+    inputs = record_views(con, source, prefix="link_input")
     database = con.sql("SELECT current_database()").fetchall()[0][0]
     if mode == "incremental":
         for column in _tf_columns(model):  # frequencies of the whole population, not the subset
@@ -205,9 +222,13 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
             con.execute("CREATE OR REPLACE TABLE identity.link_state AS SELECT ?::DOUBLE AS prior, ? AS model_sha256",
                         [prior, fingerprint])
         predictions = linker.inference.predict(threshold_match_probability=GREY_FLOOR, warning_mode="never")
-        scores = f'"{con.sql("SELECT current_database()").fetchall()[0][0]}".main.{predictions.physical_name}'
+        return f'"{con.sql("SELECT current_database()").fetchall()[0][0]}".main.{predictions.physical_name}'
     finally:
         con.execute(f'USE "{database}"')
+
+
+def _store_scores(con: duckdb.DuckDBPyConnection, model: dict, scores: str, mode: str) -> None:
+    """Scores, each pair ordered and explained by its comparison levels, into identity.scored_pair."""
     explanation = " || '; ' || ".join(
         f"coalesce({_level_labels(c)}, '')" for c in model["comparisons"])
     new_scores = f"""
@@ -222,7 +243,6 @@ def score_pairs(con: duckdb.DuckDBPyConnection, model: dict | Path = MODEL_PATH,
     else:
         con.execute(f"CREATE OR REPLACE TABLE identity.scored_pair AS {new_scores}")
     con.execute(f"DROP TABLE {scores}")
-    return con.sql("SELECT count(*) FROM identity.scored_pair").fetchall()[0][0], mode
 
 
 def _affected_records(con: duckdb.DuckDBPyConnection) -> None:
