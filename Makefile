@@ -9,7 +9,7 @@ CITY := $(DATA)/city
 HOME_DIR := $(DATA)/home
 export DAGSTER_HOME ?= $(abspath $(HOME_DIR)/dagster)
 
-.PHONY: demo test install dagster bench clean
+.PHONY: demo test install dagster bench docs clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench: install
 	$(BIN)/python benchmarks/ingest.py --landing $(CITY)/landing
 	$(BIN)/python benchmarks/identity.py --city $(CITY)
 	$(BIN)/python benchmarks/features.py --home $(HOME_DIR)
+
+docs: install
+	$(BIN)/python -m assets.dictionary --write-docs
 
 clean:
 	rm -rf $(DATA)

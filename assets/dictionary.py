@@ -9,10 +9,12 @@ the catalog and takes each description from the first source that has one:
    ``--`` block, where a line ``schema.table: meaning`` opens that table's paragraph and
    ``Grain: ...`` gives the grain; a trailing ``-- comment`` on a select-list line, or a
    ``column: meaning`` line in the header, describes that column;
-3. the warehouse spec (``docs/warehouse.md``): the grain column of its table lists, and
-   ``column (meaning)`` in its columns cell;
-4. ``assets/descriptions.yaml``: tables by name, columns by name or glob pattern;
-5. inferred from the name and type, and then the column is listed as *undocumented*.
+3. ``assets/descriptions.yaml``: tables by name (for tables no SQL file makes), columns
+   by name or glob pattern;
+4. inferred from the name and type, and then the column is listed as *undocumented*.
+
+Each table's meaning and grain is written once, there; ``docs/warehouse.md``'s table lists
+are generated from them (``make docs``, ``python -m assets.dictionary --write-docs``).
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ def _section(lines: list[str]) -> tuple[str, str | None, dict]:
     grain = _grain(whole)
     description = _sentence(prose)
     if grain:
-        description = re.sub(r"(^|(?<=[.;] ))Grain:\s*" + re.escape(grain) + r"\)?\.?\s*", "", description).strip()
+        description = re.sub(r"(^|(?<=[.;?!] ))Grain:\s*" + re.escape(grain) + r"\)?\.?\s*", "", description).strip()
     columns = {}
     for names, text in entries:
         for name in names:
@@ -199,37 +201,16 @@ def parse_sql_file(path: Path, sources: Sources, root: Path = ROOT) -> None:
                 sources.columns.setdefault((*owner, inline.group(1).lower()), (inline.group(2), "sql"))
 
 
-def parse_spec(path: Path, sources: Sources) -> None:
-    """Grain and column notes from the markdown table lists of the warehouse spec."""
-    if not path.exists():
-        return
-    for line in path.read_text(encoding="utf-8").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 2:
-            continue
-        names = re.findall(r"`(\w+)\.(\w+)`", cells[0])
-        for schema, table in names:
-            key = (schema.lower(), table.lower())
-            entry = sources.tables.setdefault(key, {"description": None, "grain": None,
-                                                    "source": "spec", "file": str(path.name)})
-            if not entry.get("grain"):
-                entry["grain"] = cells[1].replace("`", "")
-            if len(cells) > 2:
-                for col, note in re.findall(r"\b(\w+) \(([^()]+)\)", cells[2]):
-                    sources.columns.setdefault((*key, col.lower()), (note.replace("`", ""), "spec"))
-
-
-def load_sources(sql_root: Path = SQL_ROOT, spec: Path = SPEC) -> Sources:
+def load_sources(sql_root: Path = SQL_ROOT) -> Sources:
     sources = Sources()
     for path in sorted(sql_root.rglob("*.sql")):
         parse_sql_file(path, sources, root=sql_root.parent)
-    parse_spec(spec, sources)
     return sources
 
 
 @cache
 def repository_sources() -> Sources:
-    """What the repository's SQL headers and spec say, read once per process (the asset
+    """What the repository's SQL headers say, read once per process (the asset
     specs and the declared grains are made at import, from the same files). Read only."""
     return load_sources()
 
@@ -305,8 +286,6 @@ def collect(con: duckdb.DuckDBPyConnection, schemas=SCHEMAS, sources: Sources | 
             desc, source = found["description"], found["source"]
         elif yaml_table.get("description"):
             desc, source = yaml_table["description"], "descriptions.yaml"
-        elif found.get("grain"):
-            desc, source = f"{schema}.{table}: {found['grain']}.", "spec"
         else:
             desc, source = f"{_humanise(table).capitalize()} (table in schema {schema}).", "inferred"
         grain = found.get("grain") or yaml_table.get("grain")
@@ -408,10 +387,10 @@ def render_html(table_rows: list[dict], column_rows: list[dict], title: str = "e
 
 
 def build_dictionary(con: duckdb.DuckDBPyConnection, reports_dir: Path, schemas=SCHEMAS,
-                     sql_root: Path = SQL_ROOT, spec: Path = SPEC, descriptions: Path = DESCRIPTIONS) -> Path:
+                     sql_root: Path = SQL_ROOT, descriptions: Path = DESCRIPTIONS) -> Path:
     """Write docs.tables and docs.columns into the build database (``con``, the writer)
     and render ``reports_dir/data_dictionary.html``. Returns the page's path."""
-    table_rows, column_rows = collect(con, schemas, load_sources(sql_root, spec), load_descriptions(descriptions))
+    table_rows, column_rows = collect(con, schemas, load_sources(sql_root), load_descriptions(descriptions))
     store(con, table_rows, column_rows)
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -420,3 +399,62 @@ def build_dictionary(con: duckdb.DuckDBPyConnection, reports_dir: Path, schemas=
     partial.write_text(render_html(table_rows, column_rows), encoding="utf-8")
     partial.replace(page)
     return page
+
+
+# docs/warehouse.md: the table lists between these lines are written by write_table_lists
+LISTS_BEGIN = "<!-- table lists: generated from each table's SQL header or assets/descriptions.yaml by `make docs`; edit those, not this -->"
+LISTS_END = "<!-- end of generated table lists -->"
+LISTED_SCHEMAS = ("model", "marts", "features")
+
+
+def declared_tables(schemas=LISTED_SCHEMAS, sources: Sources | None = None,
+                    descriptions: dict | None = None) -> dict[tuple, dict]:
+    """(schema, table) -> {description, grain, file}: every table of ``schemas`` whose
+    meaning the repository declares, in a SQL header or, for tables made in Python, in
+    descriptions.yaml. Internal tables (names starting with _) are left out."""
+    sources = sources or repository_sources()
+    descriptions = descriptions or load_descriptions()
+    tables = {key: {"description": entry.get("description"), "grain": entry.get("grain"), "file": entry.get("file")}
+              for key, entry in sources.tables.items() if key[0] in schemas and not key[1].startswith("_")}
+    for name, entry in descriptions["tables"].items():
+        schema, _, table = name.partition(".")
+        entry = {"description": entry} if isinstance(entry, str) else entry
+        if schema in schemas and (schema, table) not in tables:
+            tables[(schema, table)] = {"description": entry.get("description"), "grain": entry.get("grain"),
+                                       "file": DESCRIPTIONS.name}
+    return dict(sorted(tables.items(), key=lambda kv: (schemas.index(kv[0][0]), kv[0][1])))
+
+
+def _cell(text: str | None) -> str:
+    return re.sub(r"\s+", " ", (text or "")).replace("|", "\\|").strip()
+
+
+def table_lists(schemas=LISTED_SCHEMAS) -> str:
+    """The markdown table lists of docs/warehouse.md: one list per schema, a row per table
+    with its grain and meaning as declared, and where that is written."""
+    out = [LISTS_BEGIN]
+    tables = declared_tables(schemas)
+    for schema in schemas:
+        out += ["", f"### Schema `{schema}`", "", "| table | grain | meaning | declared in |", "|---|---|---|---|"]
+        out += [f"| `{s}.{t}` | {_cell(e['grain'])} | {_cell(e['description'])} | `{e['file']}` |"
+                for (s, t), e in tables.items() if s == schema]
+    out += ["", LISTS_END]
+    return "\n".join(out)
+
+
+def write_table_lists(path: Path = SPEC) -> bool:
+    """Replace the generated table lists in ``path``; True when its text changed."""
+    text = path.read_text(encoding="utf-8")
+    begin, end = text.index(LISTS_BEGIN), text.index(LISTS_END) + len(LISTS_END)
+    new = text[:begin] + table_lists() + text[end:]
+    if new != text:
+        path.write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["--write-docs"]:
+        print(f"{SPEC.relative_to(ROOT)}: {'rewritten' if write_table_lists() else 'already current'}")
+    else:
+        sys.exit("usage: python -m assets.dictionary --write-docs")

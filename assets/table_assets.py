@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 import dagster as dg
 import duckdb
 
-from assets.dictionary import load_descriptions, repository_sources
+from assets.dictionary import declared_tables
 from assets.sql_lineage import SqlTable
 
 # Identity is one step with three outputs; a table of schema identity belongs to one of them.
@@ -45,12 +45,11 @@ def table_specs(tables: dict[str, SqlTable], group: str, names: Iterable[str],
                 made_in_python: dict[str, set[str]] | None = None) -> list[dg.AssetSpec]:
     """An AssetSpec per table of ``names`` ("schema.table"): deps from what its SQL reads
     (or, for a table made in Python, ``made_in_python[table]``), description and grain as
-    the data dictionary reads them (the SQL header, docs/warehouse.md, descriptions.yaml)."""
-    sources, written = repository_sources(), load_descriptions()["tables"]
+    the data dictionary reads them (the SQL header, else descriptions.yaml)."""
+    declared = declared_tables(schemas=tuple({name.split(".", 1)[0] for name in names}))
     specs = []
     for name in names:
-        schema, table = name.split(".", 1)
-        said = sources.tables.get((schema, table)) or written.get(name) or {}
+        said = declared.get(tuple(name.split(".", 1)), {})
         description = " ".join(filter(None, [said.get("description"),
                                              f"Grain: {said['grain']}" if said.get("grain") else None]))
         reads, source = ((tables[name].reads, tables[name].file) if name in tables

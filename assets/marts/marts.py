@@ -2,7 +2,7 @@
 
 `build_marts` is a plain function (no Dagster): the asset and the tests call it on a DuckDB
 connection that holds the model tables. Each `<mart>.sql` file's header gives the table's
-meaning, grain and the definition of every measure (docs/warehouse.md lists the columns).
+meaning, grain and the definition of every measure (the data dictionary lists the columns).
 `_calendar.sql` first lays out the months and weeks the data covers, so the marts depend on
 the data only, never on today's date.
 """

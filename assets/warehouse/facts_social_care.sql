@@ -81,7 +81,7 @@ SELECT p.cinp_cin_plan_id AS cin_plan_id,
        p.person_key,
        family_on(p.person_key, p.cinp_cin_plan_start_date) AS family_key,
        p.cinp_person_id AS person_id,
-       p.cinp_referral_id AS referral_id,
+       p.cinp_referral_id AS referral_id,  -- the referral (model.fact_csc_referral) the plan follows, where Mosaic records it
        p.cinp_cin_plan_start_date AS start_date,
        p.cinp_cin_plan_end_date AS end_date,
        p.is_deleted AS source_deleted
@@ -103,7 +103,7 @@ SELECT p.cppl_cp_plan_id AS cp_plan_id,
        p.person_key,
        family_on(p.person_key, p.cppl_cp_plan_start_date) AS family_key,
        p.cppl_person_id AS person_id,
-       p.cppl_referral_id AS referral_id,
+       p.cppl_referral_id AS referral_id,  -- the referral (model.fact_csc_referral) the plan follows, where Mosaic records it
        p.cppl_cp_plan_start_date AS start_date,
        p.cppl_cp_plan_end_date AS end_date,
        p.cppl_cp_plan_initial_category AS initial_category,

@@ -40,7 +40,7 @@ SQL_FILES: tuple[str, ...] = (
     "facts_health.sql",
 )
 
-# The tables docs/warehouse.md specifies. Each one's grain (the columns unique together)
+# The tables of schema `model`. Each one's grain (the columns unique together)
 # is declared once, in the "Grain:" line of its SQL header: a column, or "(a, b)".
 SPECIFIED_TABLES: tuple[str, ...] = (
     "dim_date", "dim_person", "dim_family", "dim_worker", "dim_team", "dim_district", "dim_school",

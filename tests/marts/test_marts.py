@@ -1,7 +1,7 @@
 """Caseload marts (assets/marts/) on a small hand-written model.
 
 The fixture writes, into a temporary DuckDB file, only the model.* columns the marts read
-(docs/warehouse.md, schema `model`), 1 to 19 rows per table, written out below.
+(schema `model`), 1 to 19 rows per table, written out below.
 Every expected figure in the tests was worked out by hand from those rows; the comments
 say how.
 
@@ -488,7 +488,7 @@ def test_a_failed_build_leaves_the_previous_marts(tmp_path):
     con.close()
 
 
-SPEC_COLUMNS = {  # docs/warehouse.md, schema `marts`, in order; extra columns may follow
+SPEC_COLUMNS = {  # the columns analysts rely on in each mart, in order; extra columns may follow
     "key_worker_caseload_weekly": ["week_start", "key_worker_id", "team", "district", "fte", "families", "children",
                                    "families_per_fte", "within_standard", "above_standard"],
     "eh_waits_by_district_month": ["month_start", "district", "allocated", "median_wait_days", "p90_wait_days",

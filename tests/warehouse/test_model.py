@@ -1,5 +1,5 @@
 """The conformed model (assets/warehouse/) on the session's small city: the tables and
-columns docs/warehouse.md promises analysts, unique keys at each grain, every fact's person
+columns analysts rely on, unique keys at each grain, every fact's person
 and family found in the dimensions, MASH timeliness on instants across the October clock
 change, and one harmonised ethnicity per person.
 
@@ -20,7 +20,7 @@ from assets.warehouse.model import REFERENCE_TABLES, TABLE_GRAIN, build_model
 from sources.synthetic.early_help import ETHNICITY_TEXT
 from tests.conftest import stage_and_link
 
-# docs/warehouse.md, schema `model`: the columns each table has at least.
+# The columns analysts rely on in each model table (the data dictionary lists them all).
 SPEC_COLUMNS: dict[str, set[str]] = {
     "dim_date": {"date", "week_start", "month_start", "month_end", "year", "financial_year"},
     "dim_person": {"person_key", "family_key", "birth_month", "birth_year", "sex", "ethnicity_group",

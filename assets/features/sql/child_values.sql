@@ -1,7 +1,6 @@
 -- Each child's values at each month-end, before the family is added (TEMP tables; see
 -- child_month.sql for what they mean and known.sql for what "known" means).
 -- _feat_known: events known at each as_of. Grain: (as_of, person_key, kind, record_id).
--- features.child_population: the children child_month covers. Grain: person_key.
 -- _feat_cohort: children known to any system by as_of, with their age. Grain: (person_key, as_of).
 -- _feat_child_month: every child_month value but the family's. Grain: (person_key, as_of).
 
