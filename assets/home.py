@@ -17,6 +17,7 @@ DATA_DOCS_SITE, DATA_DOCS_STORE = "gx", "gx_store"  # under reports/
 IDENTITY_REPORTS = "identity"  # under reports/: person models' training reports
 MODELS = "model"  # under identity/: person models fitted here
 REVIEW_QUEUE, REVIEW_DECISIONS = "queue.csv", "decisions"  # under review/
+IDENTIFIABLE, ANALYTICS = "identifiable.duckdb", "analytics.duckdb"  # the serving pair, under warehouse/
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,12 @@ class Home:
     @property
     def identifiable_db(self) -> Path:
         """Serving file, restricted (a link through ``current``: assets/publish.py)."""
-        return self.warehouse_dir / "identifiable.duckdb"
+        return self.warehouse_dir / IDENTIFIABLE
 
     @property
     def analytics_db(self) -> Path:
         """Serving file, pseudonymised (a link through ``current``)."""
-        return self.warehouse_dir / "analytics.duckdb"
+        return self.warehouse_dir / ANALYTICS
 
     @property
     def pseudonym_key(self) -> Path:

@@ -50,7 +50,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from assets.home import Home
+from assets.home import ANALYTICS, IDENTIFIABLE, Home
 from quality.faults import fault_point
 from quality.filelock import exclusive_lock
 
@@ -58,8 +58,6 @@ log = logging.getLogger(__name__)
 
 SECRET_ENV = "EARLYHELP_PSEUDONYM_KEY"
 HASH_HEX_CHARS = 16
-IDENTIFIABLE = "identifiable.duckdb"
-ANALYTICS = "analytics.duckdb"
 IDENTIFIABLE_SCHEMAS = ("identity", "model", "marts", "features", "docs", "audit")
 # Tables that go to analytics.duckdb at all ("schema.table" globs); columns then pass RULES.
 ANALYTICS_TABLES = ("model.*", "marts.*", "features.*", "docs.*", "audit.run", "audit.drop", "audit.drop_file",
@@ -490,7 +488,7 @@ def serving_pair(home: Path) -> tuple[Path, Path]:
     are of the same generation even if a publish swaps ``current`` meanwhile. Open both
     read-only. The generation stays on disk until the next-but-one publish starts. A HOME
     not yet published since generations came in has plain files: those are returned."""
-    warehouse_dir = Path(home).absolute() / "warehouse"
+    warehouse_dir = Home(Path(home).absolute()).warehouse_dir
     generation = _pointed(warehouse_dir, CURRENT)
     if generation is not None:
         folder = warehouse_dir / GENERATIONS / generation

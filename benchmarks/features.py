@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from assets.home import Home  # noqa: E402
+
 
 def phase(database: str, name: str) -> None:
     import duckdb
@@ -57,7 +59,7 @@ def main() -> None:
     if args.phase:
         phase(*args.phase)
         return
-    source = args.home / "warehouse" / "build.duckdb"
+    source = Home(args.home).build_db
     if not source.exists():
         sys.exit(f"no build database at {source}: run `earlyhelp build` first")
     with tempfile.TemporaryDirectory() as folder:

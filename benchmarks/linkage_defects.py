@@ -38,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from assets.home import Home  # noqa: E402
+
 # The plain Splink run: a user who has read Splink's tutorials and the data's columns.
 PEER_SETTINGS = {
     # the light cleaning the tutorials ask for before linking: trimmed lower-case names,
@@ -100,12 +102,13 @@ def engine(database: Path, truth: Path, model: Path | None, home: Path) -> dict:
     from assets.identity.engine import run_identity
     from assets.identity.evaluate import evaluate_identity
 
-    copy = home / "build.duckdb"
+    copy = Home(home).build_db
+    copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(database, copy)
     with duckdb.connect(str(copy)) as con:
         con.execute("SET TimeZone = 'UTC'")
         started = time.perf_counter()
-        result = run_identity(con, "benchmark", home / "review", model=model, durable_dir=home / "identity")
+        result = run_identity(con, "benchmark", Home(home).review_dir, model=model, durable_dir=Home(home).identity_dir)
         seconds = time.perf_counter() - started
         scores = evaluate_identity(con, truth)
     return {"seconds": seconds, **{k: scores["pairwise"][k] for k in ("precision", "recall", "f1")},
@@ -188,7 +191,7 @@ def main() -> None:
             home = tmp / name.split()[1].strip("()")
             home.mkdir()
             runs[name] = engine(database, city / "truth", model, home)
-        runs["plain Splink"] = peer(tmp / "fitted" / "build.duckdb", city / "truth")
+        runs["plain Splink"] = peer(Home(tmp / "fitted").build_db, city / "truth")
         figures["runs"] = runs
         figures["load_after"] = os.getloadavg()
     print(f"identity on {figures['city']}   {figures['date']}   load {' '.join(f'{x:.2f}' for x in figures['load_before'])}"

@@ -20,6 +20,7 @@ import duckdb
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from assets.home import Home  # noqa: E402
 from sources.synthetic.config import CityConfig  # noqa: E402
 from sources.synthetic.services import simulate_services  # noqa: E402
 from sources.synthetic.world import build_world  # noqa: E402
@@ -79,7 +80,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=CityConfig().seed)
     args = parser.parse_args()
     truth = generator_figures(CityConfig(children=args.children, seed=args.seed))
-    marts = mart_figures(args.home / "warehouse" / "analytics.duckdb")
+    marts = mart_figures(Home(args.home).analytics_db)
     print(f"{'figure':<38} {'generator':>12} {'marts':>12} {'tolerance':>12}  agrees")
     failures = 0
     for name, expected in truth.items():

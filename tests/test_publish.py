@@ -407,7 +407,9 @@ def test_dictionary_describes_every_table_and_column(home, tmp_path):
         "one row per check run (e.g. per asset and partition)", "every check's outcome.")
     assert by_table[("model", "dim_person")][1:4] == (
         "One row per person: who they are, without who they are.", 6, "comment")
-    assert by_table[("model", "fact_mash_contact")][0].startswith("one row per (contact_id, child_seq)")  # the spec
+    # a table no SQL file here makes and descriptions.yaml does not name: inferred, no grain
+    assert by_table[("model", "fact_mash_contact")][0] is None
+    assert by_table[("model", "fact_mash_contact")][3] == "inferred"
     by_column = {(s, t, c): (d, src) for s, t, c, d, src in columns}
     assert by_column[("marts", "mash_timeliness_monthly", "share_within_24h")] == (
         "decided within 24 hours over contacts; NULL when there were no contacts", "sql")
@@ -415,7 +417,7 @@ def test_dictionary_describes_every_table_and_column(home, tmp_path):
     assert by_column[("audit", "check_result", "check_name")] == ("the check's name in quality/thresholds.yaml", "sql")
     assert by_column[("model", "dim_person", "sex")] == ("Sex, harmonised to M, F or U (unknown).", "descriptions.yaml")
     assert by_column[("model", "fact_mash_contact", "decided_within_24h")] == (
-        "Decided within 24h (NULL while undecided).", "spec")
+        "True when decided within 24h; NULL when it does not apply.", "descriptions.yaml")
     assert by_column[("model", "dim_person", "notes")] == ("Free-text notes.", "comment")
     assert by_column[("model", "dim_person", "person_key")][1] == "descriptions.yaml"
     assert by_column[("model", "fact_mash_contact", "received_at")][0] == "Instant (UTC) of the 'received' event."
