@@ -151,7 +151,7 @@ def test_the_data_dictionary_escapes_names_comments_and_descriptions(tmp_path):
     (tmp_path / "sql").mkdir()
 
     page = build_dictionary(con, tmp_path / "reports", schemas=("identity",), sql_root=tmp_path / "sql",
-                            spec=tmp_path / "no-spec.md", descriptions=descriptions).read_text(encoding="utf-8")
+                            descriptions=descriptions).read_text(encoding="utf-8")
     assert_inert(page, "data dictionary")
     assert_shown_escaped(page, SCRIPT, BREAKOUT)
     con.close()
