@@ -11,6 +11,7 @@ import warnings
 
 import dagster as dg
 
+from assets import inputs
 from assets.resources import Warehouse
 from quality.expectations import validate_latest_drop
 from sources.drops import SYSTEMS
@@ -62,9 +63,17 @@ def staging_asset(system: str) -> dg.AssetsDefinition:
     )
     def _stage(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         with warehouse.connect() as con:
+            # what this run reads, taken before it reads it (a drop landing meanwhile is new next time)
+            fingerprint, drops = inputs.landing_fingerprint(warehouse.landing_path, system,
+                                                            inputs.accepted_deletions(con, system))
             [summary] = ingest(con, warehouse.landing_path, warehouse.staged_dir, systems=(system,),
                                run_id=context.run.run_id, partitions={system: context.partition_keys})
             per_drop = drop_figures(con, system, context.partition_keys)
+            covered = set(drops) <= set(context.partition_keys)
+            if covered and not summary.rejected and not summary.held:
+                # staging now holds exactly what the landing holds: a build with the same
+                # fingerprint has nothing to stage (assets/inputs.py)
+                inputs.record(con, f"staging/{system}", fingerprint, context.run.run_id)
         # Each drop's own figures, on its own partition: a ranged run's materialization
         # carries the run's totals, so every partition also gets an observation of its drop.
         for drop, figures in per_drop.items():
@@ -78,6 +87,7 @@ def staging_asset(system: str) -> dg.AssetsDefinition:
             "landing_ignored": len(summary.ignored), "rows_delivered": summary.rows_delivered,
             "rows_staged": summary.rows_staged, "rows_quarantined": summary.rows_quarantined,
             "values_flagged": summary.values_flagged,
+            "inputs_fingerprint": fingerprint if covered else "(not every drop in this run)",
             "drops": dg.MetadataValue.table(
                 [dg.TableRecord({"drop": d, **f}) for d, f in per_drop.items()],
                 schema=dg.TableSchema(columns=[dg.TableColumn("drop", "string"), dg.TableColumn("status", "string"),

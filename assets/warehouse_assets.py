@@ -8,6 +8,7 @@ from assets.checks import BUILD_TAG, report
 from assets.dictionary import build_dictionary
 from assets.marts.marts import CALENDAR, MARTS, build_marts
 from assets.marts.marts import SQL as MART_HERE
+from assets import inputs
 from assets.publish import publish
 from assets.sql_lineage import tables_made
 from assets.table_assets import key_of, materialized, table_specs
@@ -32,6 +33,7 @@ MODEL_CARD = dg.AssetKey(["features", "model_card"])
 def model(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Conformed dimensions and facts (schema model), built together in one transaction."""
     with warehouse.connect() as con:  # closed before the results go out
+        inputs.mark_changing(con, context.run.run_id)
         build_model(con)
         results = list(materialized(con, MODEL_TABLES))
     yield from results
@@ -41,6 +43,7 @@ def model(context: dg.AssetExecutionContext, warehouse: Warehouse):
 def marts(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Caseload measures for analysts (schema marts), built together in one transaction."""
     with warehouse.connect() as con:
+        inputs.mark_changing(con, context.run.run_id)
         build_marts(con)
         results = list(materialized(con, MART_TABLES, preview_rows=MART_PREVIEW_ROWS))
     yield from results
@@ -109,12 +112,18 @@ def publish_serving_files(context: dg.AssetExecutionContext, warehouse: Warehous
         with warehouse.connect() as con:
             finish_run(con, record, "failed", f"publish failed: {type(error).__name__}", only_running=False)
         raise
+    with warehouse.connect() as con:
+        # the serving pair now reflects these inputs: a build that finds them unchanged skips
+        # the warehouse job (assets/inputs.py)
+        fingerprint = inputs.warehouse_fingerprint(warehouse.layout.root, inputs.recorded_staging(inputs.recorded(con)))
+        inputs.record(con, "warehouse", fingerprint, record)
     context.log.info(f"published; data dictionary at {dictionary}")
     return dg.MaterializeResult(metadata={
         # the names analysts open (links through `current`), and the generation they name now
         "identifiable": str(warehouse.layout.identifiable_db),
         "analytics": str(warehouse.layout.analytics_db),
         "generation": result["generation"],
+        "inputs_fingerprint": fingerprint,
         "data_dictionary": str(dictionary),
         "unclassified_columns_dropped": len(result["analytics"]["unclassified"]),
         "free_text_values_withheld": sum(c["withheld"] for c in result["analytics"]["free_text"].values()),

@@ -82,3 +82,9 @@ CREATE TABLE IF NOT EXISTS audit.identity_evaluation (
     metric VARCHAR NOT NULL,
     value DOUBLE
 );
+
+-- What each step's last successful run read, as fingerprints (assets/inputs.py): a build
+-- whose inputs match skips the step. scope 'staging/<system>' or 'warehouse'.
+CREATE TABLE IF NOT EXISTS audit.input_fingerprint (
+    scope VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, run_id VARCHAR, recorded_at TIMESTAMPTZ NOT NULL
+);

@@ -3,6 +3,7 @@ train_and_evaluate and write_model_card."""
 
 import dagster as dg
 
+from assets import inputs
 from assets.checks import report
 from assets.features.evaluate import train_and_evaluate
 from assets.features.features import SQL, SQL_FILES, TABLES, build_features
@@ -29,6 +30,7 @@ def child_month(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Point-in-time risk features per child per month-end, the families' Supporting Families
     needs and the escalation labels kept apart, built together; see assets/features/sql/."""
     with warehouse.connect() as con:
+        inputs.mark_changing(con, context.run.run_id)
         build_features(con)
         first, last, rule = con.execute(
             "SELECT first_as_of, last_as_of, knowledge_rule FROM features.window").fetchall()[0]
@@ -43,6 +45,7 @@ def child_month(context: dg.AssetExecutionContext, warehouse: Warehouse):
                       "HOME/reports/model_card.html, which says whether it clears the bar set before evaluation.")
 def model_card(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     with warehouse.connect() as con:
+        inputs.mark_changing(con, context.run.run_id)
         run = train_and_evaluate(con)
         card = write_model_card(con, warehouse.layout.model_card)
     verdict = "clears" if run["clears_bar"] else "does not clear"

@@ -9,6 +9,7 @@ publishing when a person holds two NHS numbers or two UPNs.
 
 import dagster as dg
 
+from assets import inputs
 from assets.table_assets import IDENTITY_FAMILIES, IDENTITY_PERSONS, IDENTITY_REVIEW_QUEUE, materialized
 from assets.resources import Warehouse
 from sources.drops import SYSTEMS
@@ -35,6 +36,7 @@ PERSON_SYSTEMS = [s for s in SYSTEMS if s != "reference"]
 ])
 def identity_persons(context: dg.AssetExecutionContext, warehouse: Warehouse):
     with warehouse.connect() as con:
+        inputs.mark_changing(con, context.run.run_id)
         result = run_identity(con, context.run.run_id, warehouse.review_dir, durable_dir=warehouse.identity_dir,
                               reports_dir=warehouse.reports_dir)
         context.log.info(f"identity: {result['records']:,} records -> {result['persons']:,} persons, "

@@ -28,6 +28,7 @@ import duckdb
 
 from assets.home import Home
 from quality.audit import ensure_audit
+from sources.sql_runner import table_exists
 
 PAIR_METRICS = ("precision", "recall", "f1", "true_pairs", "predicted_pairs", "true_positive_pairs")
 
@@ -297,6 +298,21 @@ def store_evaluation(con: duckdb.DuckDBPyConnection, result: dict, run_id: str) 
     """, {"run_id": run_id, "at": datetime.now(timezone.utc),
           "scopes": [r[0] for r in rows], "metrics": [r[1] for r in rows],
           "values": [r[2] for r in rows]})
+
+
+def stored_evaluation(con: duckdb.DuckDBPyConnection, since) -> dict | None:
+    """The overall figures of the newest evaluation stored at or after ``since`` (None if none)."""
+    if not table_exists(con, "audit.identity_evaluation"):
+        return None
+    rows = con.execute("""
+        SELECT scope, metric, value, evaluated_at FROM audit.identity_evaluation
+        WHERE scope IN ('overall', 'twins') AND evaluated_at = (
+            SELECT max(evaluated_at) FROM audit.identity_evaluation WHERE evaluated_at >= ?)""", [since]).fetchall()
+    if not rows:
+        return None
+    return {"pairwise": {m: v for scope, m, v, _ in rows if scope == "overall"},
+            "twin_merges": int(next((v for scope, m, v, _ in rows if m == "twin_merges"), 0)),
+            "evaluated_at": rows[0][3]}
 
 
 def cli_evaluate(truth_dir: Path, home: Path) -> int:

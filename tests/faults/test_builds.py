@@ -111,9 +111,11 @@ def test_a_build_told_to_wait_says_whom_for_and_runs_after(concurrent_builds):
     holder = concurrent_builds["holder"]
     assert code == 0, err[-3000:]
     assert f"waiting for earlyhelp build (pid {holder['pid']}" in err
-    assert "(published)" in out
+    # it ran after the first, on the same landing, so found nothing new to do
+    assert "(up to date: untouched)" in out
     # two builds ran, one after the other, and the refused one left no trace
-    assert audit_runs(concurrent_builds["home"]) == [("success", None), ("success", None)]
+    assert audit_runs(concurrent_builds["home"]) == [
+        ("success", None), ("success", "nothing new: every job's inputs as at its last successful run")]
 
 
 @pytest.mark.parametrize("point", ["identity.linked"])
