@@ -56,6 +56,15 @@ def code_fingerprint(root: Path = ROOT) -> str:
     return _sha(f"{p.relative_to(root)}={hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files)
 
 
+@cache
+def folder_version(*folders: Path) -> str:
+    """A Dagster code version for the assets made by the code in ``folders`` (or files): short, and
+    new whenever any file there changes, so the UI marks them stale as the CLI does."""
+    files = sorted(p for folder in map(Path, folders) for p in ([folder] if folder.is_file() else folder.rglob("*"))
+                   if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
+    return _sha(f"{p.name}={hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files)[:16]
+
+
 def _files(folder: Path) -> list[str]:
     """name, size and modification time of every file below ``folder`` (stat only)."""
     if not folder.is_dir():

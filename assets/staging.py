@@ -8,6 +8,7 @@ and backfills from an empty instance take a system's whole history at once.
 """
 
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -31,6 +32,7 @@ def drop_partitions(system: str) -> dg.DynamicPartitionsDefinition:
     return dg.DynamicPartitionsDefinition(name=f"{system}_drops")
 
 
+SOURCES = Path(__file__).resolve().parents[1] / "sources"  # staging's code version: readers and contracts
 DROP_COUNTS = ("files", "rows_delivered", "rows_staged", "rows_quarantined", "values_flagged")
 
 
@@ -60,6 +62,7 @@ def staging_asset(system: str) -> dg.AssetsDefinition:
         name=system, key_prefix=["staging"], group_name="staging", kinds={"duckdb", "parquet"},
         partitions_def=drop_partitions(system), backfill_policy=dg.BackfillPolicy.single_run(),
         description=f"{DESCRIPTIONS[system]}: staged, checked against the contract, with history.",
+        code_version=inputs.folder_version(SOURCES),
     )
     def _stage(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         with warehouse.connect() as con:

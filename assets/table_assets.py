@@ -11,11 +11,13 @@ row count and column schema as Dagster's standard ``dagster/row_count`` and
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from assets.dictionary import declared_tables
+from assets.inputs import folder_version
 from assets.sql_lineage import SqlTable
 
 # Identity is one step with three outputs; a table of schema identity belongs to one of them.
@@ -42,9 +44,10 @@ def key_of(table: str) -> dg.AssetKey:
 
 
 def table_specs(tables: dict[str, SqlTable], group: str, names: Iterable[str],
-                made_in_python: dict[str, set[str]] | None = None) -> list[dg.AssetSpec]:
+                made_in_python: dict[str, set[str]] | None = None, code: Path | None = None) -> list[dg.AssetSpec]:
     """An AssetSpec per table of ``names`` ("schema.table"): deps from what its SQL reads
-    (or, for a table made in Python, ``made_in_python[table]``), description and grain as
+    (or, for a table made in Python, ``made_in_python[table]``), the code version of the
+    layer's folder ``code``, description and grain as
     the data dictionary reads them (the SQL header, else descriptions.yaml)."""
     declared = declared_tables(schemas=tuple({name.split(".", 1)[0] for name in names}))
     specs = []
@@ -56,6 +59,7 @@ def table_specs(tables: dict[str, SqlTable], group: str, names: Iterable[str],
                          else (made_in_python[name], "Python"))
         deps = sorted({key_of(r) for r in reads} - {key_of(name)}, key=lambda k: k.to_user_string())
         specs.append(dg.AssetSpec(key_of(name), deps=deps, group_name=group, kinds={"duckdb"},
+                                  code_version=folder_version(code) if code else None,
                                   description=description or None,
                                   metadata={"table": name, "made_by": source, "grain": said.get("grain") or ""}))
     return specs

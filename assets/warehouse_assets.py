@@ -2,6 +2,8 @@
 and publish. Each layer's blocking check stops everything downstream of it, and publish
 also refuses while any blocking check's latest result is a failure."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from assets.checks import BUILD_TAG, report
@@ -25,11 +27,12 @@ MODEL_SQL = tables_made([MODEL_HERE / f for f in MODEL_FILES])
 MODEL_TABLES = [t for t in MODEL_SQL if t.split(".")[1] in (*REFERENCE_TABLES, *TABLE_GRAIN)]
 MART_SQL = tables_made([MART_HERE / CALENDAR, *(MART_HERE / f"{m}.sql" for m in MARTS)])
 MART_TABLES = [t for t in MART_SQL if t.split(".")[1] in MARTS]
+CODE = Path(__file__).resolve().parent  # each layer's code version: its folder's files
 MART_PREVIEW_ROWS = 5  # marts are aggregates (counts by month, district, team): safe to preview
 MODEL_CARD = dg.AssetKey(["features", "model_card"])
 
 
-@dg.multi_asset(name="model", specs=table_specs(MODEL_SQL, "model", MODEL_TABLES), can_subset=False)
+@dg.multi_asset(name="model", specs=table_specs(MODEL_SQL, "model", MODEL_TABLES, code=CODE / "warehouse"), can_subset=False)
 def model(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Conformed dimensions and facts (schema model), built together in one transaction."""
     with warehouse.connect() as con:  # closed before the results go out
@@ -39,7 +42,7 @@ def model(context: dg.AssetExecutionContext, warehouse: Warehouse):
     yield from results
 
 
-@dg.multi_asset(name="marts", specs=table_specs(MART_SQL, "marts", MART_TABLES), can_subset=False)
+@dg.multi_asset(name="marts", specs=table_specs(MART_SQL, "marts", MART_TABLES, code=CODE / "marts"), can_subset=False)
 def marts(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Caseload measures for analysts (schema marts), built together in one transaction."""
     with warehouse.connect() as con:
@@ -90,6 +93,7 @@ def mart_consistency(context: dg.AssetCheckExecutionContext, warehouse: Warehous
 
 
 @dg.asset(key=["warehouse", "publish"], deps=[*marts.keys, MODEL_CARD], group_name="warehouse", kinds={"duckdb"},
+          code_version=inputs.folder_version(CODE / "publish.py", CODE / "publish_rules.yaml"),
           description="Swaps in HOME/warehouse/identifiable.duckdb (restricted) and analytics.duckdb "
                       "(pseudonymised) as a pair: both written to a new generation folder, then the one "
                       "link HOME/warehouse/current swapped. After the data dictionary; refuses while any "

@@ -1,6 +1,8 @@
 """Dagster definitions for the features layer: thin wrappers over build_features,
 train_and_evaluate and write_model_card."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from assets import inputs
@@ -25,7 +27,8 @@ CHILD_MONTH = key_of("features.child_month")
 LABELS = key_of("features.child_month_label")
 
 
-@dg.multi_asset(name="features", specs=table_specs(FEATURE_SQL, "features", FEATURE_TABLES, MADE_IN_PYTHON), can_subset=False)
+@dg.multi_asset(name="features", specs=table_specs(FEATURE_SQL, "features", FEATURE_TABLES, MADE_IN_PYTHON,
+                                                      code=Path(__file__).resolve().parent), can_subset=False)
 def child_month(context: dg.AssetExecutionContext, warehouse: Warehouse):
     """Point-in-time risk features per child per month-end, the families' Supporting Families
     needs and the escalation labels kept apart, built together; see assets/features/sql/."""
@@ -40,6 +43,7 @@ def child_month(context: dg.AssetExecutionContext, warehouse: Warehouse):
 
 
 @dg.asset(key=["features", "model_card"], deps=[CHILD_MONTH, LABELS], group_name="features", kinds={"duckdb"},
+          code_version=inputs.folder_version(Path(__file__).resolve().parent),
           description="Baseline escalation model (logistic regression, assets/features/model.yaml) trained on "
                       "earlier month-ends and tested on later ones; features.model_* tables and "
                       "HOME/reports/model_card.html, which says whether it clears the bar set before evaluation.")

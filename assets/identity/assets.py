@@ -7,6 +7,8 @@ review). The blocking check on persons (assets/checks.py: identity_quality) stop
 publishing when a person holds two NHS numbers or two UPNs.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
 from assets import inputs
@@ -16,20 +18,23 @@ from sources.drops import SYSTEMS
 
 from .engine import run_identity
 
+CODE_VERSION = inputs.folder_version(Path(__file__).resolve().parent)  # the identity engine's files
 PERSON_SYSTEMS = [s for s in SYSTEMS if s != "reference"]
 
 
 @dg.multi_asset(name="identity", can_subset=False, specs=[
-    dg.AssetSpec(IDENTITY_PERSONS, group_name="identity", kinds={"duckdb", "splink"},
+    dg.AssetSpec(IDENTITY_PERSONS, group_name="identity", kinds={"duckdb", "splink"}, code_version=CODE_VERSION,
                  deps=[dg.AssetKey(["staging", system]) for system in PERSON_SYSTEMS],
                  description="One person per real child or adult across the five systems: identity.person, "
                              "person_record (each source record's person and why), link, link_event.",
                  metadata={"table": "identity.person"}),
     dg.AssetSpec(IDENTITY_FAMILIES, group_name="identity", kinds={"duckdb"}, deps=[IDENTITY_PERSONS],
+                 code_version=CODE_VERSION,
                  description="Families (identity.family, family_member: who belonged when, and why) and "
                              "households from shared addresses (identity.household).",
                  metadata={"table": "identity.family"}),
     dg.AssetSpec(IDENTITY_REVIEW_QUEUE, group_name="identity", kinds={"duckdb"}, deps=[IDENTITY_PERSONS],
+                 code_version=CODE_VERSION,
                  description="Pairs of records left for clerical review (identity.review_queue), also written "
                              "to HOME/review/queue.csv.",
                  metadata={"table": "identity.review_queue"}),
