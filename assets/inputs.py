@@ -13,8 +13,10 @@ marts and features are functions of the staged history, identity's inputs and th
   checksums, each file's size and modification time, so a file rewritten under an
   unchanged manifest counts as new), the landing's non-drop entries (reported each run),
   the operator's accepted deletions for the system, and the pipeline's code;
-- warehouse: the staging fingerprints, the reviewers' decision files, the person models
-  fitted in this HOME, the pseudonymisation secret (hashed, never stored), and the code.
+- warehouse: the staging fingerprints, the person models fitted in this HOME, the
+  pseudonymisation secret (hashed, never stored) and the code; a reviewer's decision file
+  not yet imported, or a missing serving file, makes the warehouse stale whatever its
+  fingerprint; and every step that rewrites warehouse tables first records CHANGING.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ def warehouse_fingerprint(home: Path, staging: dict[str, str]) -> str:
     return _sha(parts)
 
 
-def recorded_staging(before: dict[str, tuple[str, str]]) -> dict[str, str]:
+def recorded_staging(before: dict[str, tuple]) -> dict[str, str]:
+    """{system: fingerprint} of the staging scopes in ``recorded``'s answer."""
     return {scope.removeprefix("staging/"): fp for scope, (fp, *_) in before.items() if scope.startswith("staging/")}
 
 
