@@ -69,6 +69,9 @@ def build(landing: Path, home: Path, truth: Path | None = None, *, wait: bool = 
     landing, home = Path(landing).resolve(), Path(home).resolve()
     if not landing.is_dir():
         raise FileNotFoundError(f"no landing folder at {landing}")
+    if not find_drops(landing):
+        raise FileNotFoundError(f"no drops in {landing}: a drop is a folder <system>/YYYY-MM-DD holding its "
+                                "_manifest.json; nothing was done")
     # HOME holds identifiable data (the databases, staged Parquet, the review queue): every
     # file and folder the build creates there is its owner's only
     previous_umask = os.umask(0o077)
@@ -89,9 +92,9 @@ def _build(landing: Path, home: Path, truth: Path | None) -> BuildResult:
     todo = inputs.plan(home, landing)  # what changed since each job's last successful run
     run_record.begin(warehouse, build_id, "build")
     runs, identity, model, up_to_date = {}, None, None, {}
+    found = {system: find_drops(landing, (system,)) for system in SYSTEMS}
     try:
-        for system in SYSTEMS:
-            drops = find_drops(landing, (system,))
+        for system, drops in found.items():
             if not drops:
                 continue
             if system not in todo.stale_systems:

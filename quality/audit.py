@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from sources.sql_runner import run_sql
+from sources.sql_runner import run_sql, table_exists
 
 THRESHOLDS = Path(__file__).with_name("thresholds.yaml")
 AUDIT_SQL = Path(__file__).with_name("audit.sql")  # every audit table, declared once
@@ -50,6 +50,8 @@ def record_check(con: duckdb.DuckDBPyConnection, run_id: str, asset: str, check_
 def summarise_quarantine(con: duckdb.DuckDBPyConnection, build_id: str) -> None:
     """What quarantine holds at the end of a build, by system and rule (append-only)."""
     ensure_audit(con)
+    if not table_exists(con, "quarantine.issue"):  # nothing was ever staged in this HOME
+        return
     con.execute("""
         INSERT INTO audit.quarantine_summary
         SELECT ?, system, rule, count(*), count(DISTINCT (extract_date, file_name)), now()

@@ -157,3 +157,12 @@ def test_a_build_killed_after_the_swap_is_not_taken_as_up_to_date(built):
     with duckdb.connect(str(Home(home).build_db), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM identity.review_import WHERE file_name = 'empty.csv'").fetchall() == [(1,)]
     assert inputs.plan(home, landing).nothing_new
+
+
+def test_a_landing_with_no_drops_is_refused_before_home_is_touched(tmp_path):
+    (tmp_path / "landing" / "mash" / "2025-12-01").mkdir(parents=True)  # no manifest yet: still arriving
+    refused = run_build(tmp_path / "landing", tmp_path / "home")
+    assert refused.returncode == 2
+    assert "no drops in" in refused.stderr and "nothing was done" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "home").exists()
