@@ -30,6 +30,7 @@ from pathlib import Path
 import duckdb
 
 from assets.home import Home
+from assets.publish import SECRET_ENV, serving_pair
 from sources.drops import SYSTEMS, find_drops, ignored_in_landing
 from sources.sql_runner import table_exists
 
@@ -49,22 +50,29 @@ def _sha(parts) -> str:
     return digest.hexdigest()
 
 
-@cache
-def code_fingerprint(root: Path = ROOT) -> str:
-    """The pipeline's code and configuration, read once per process."""
-    files = sorted(p for package in CODE_PACKAGES for p in (root / package).rglob("*")
-                   if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts
-                   and not any(p.relative_to(root).is_relative_to(x) for x in EXCLUDED_CODE))
+def _code_files(paths, root: Path) -> list[Path]:
+    """The code files among ``paths`` (files, or folders searched whole), the generator's aside."""
+    found = (p for path in map(Path, paths) for p in ([path] if path.is_file() else path.rglob("*")))
+    return sorted(p for p in found if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts
+                  and not any(p.is_relative_to(root / x) for x in EXCLUDED_CODE))
+
+
+def _content_hash(files: list[Path], root: Path) -> str:
     return _sha(f"{p.relative_to(root)}={hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files)
 
 
 @cache
-def folder_version(*folders: Path) -> str:
-    """A Dagster code version for the assets made by the code in ``folders`` (or files): short, and
-    new whenever any file there changes, so the UI marks them stale as the CLI does."""
-    files = sorted(p for folder in map(Path, folders) for p in ([folder] if folder.is_file() else folder.rglob("*"))
-                   if p.suffix in CODE_SUFFIXES and p.is_file() and "__pycache__" not in p.parts)
-    return _sha(f"{p.name}={hashlib.sha256(p.read_bytes()).hexdigest()}" for p in files)[:16]
+def code_fingerprint(root: Path = ROOT) -> str:
+    """The pipeline's code and configuration, read once per process."""
+    return _content_hash(_code_files([root / package for package in CODE_PACKAGES], root), root)
+
+
+@cache
+def folder_version(*paths: Path) -> str:
+    """A Dagster code version for the assets made by the code in ``paths`` (folders or
+    files): short, and new whenever any file there changes, so the UI marks them stale
+    as the CLI does."""
+    return _content_hash(_code_files(paths, ROOT), ROOT)[:16]
 
 
 def _files(folder: Path) -> list[str]:
@@ -99,8 +107,6 @@ def accepted_deletions(con: duckdb.DuckDBPyConnection, system: str) -> list[tupl
 
 def secret_fingerprint(home: Path) -> str:
     """A hash of the pseudonymisation secret (a changed secret changes every published key)."""
-    from assets.publish import SECRET_ENV
-
     value = os.environ.get(SECRET_ENV)
     if value is None:
         path = Home(home).pseudonym_key
@@ -188,8 +194,6 @@ class Plan:
 def plan(home: Path, landing: Path) -> Plan:
     """Compare the current fingerprints with the recorded ones. Reads the build database
     read-only (call while holding the HOME lock, so no writer has it open)."""
-    from assets.publish import serving_pair
-
     home = Home(home)
     if not home.build_db.exists():
         return Plan([s for s in SYSTEMS if find_drops(landing, (s,))], True, {}, [])

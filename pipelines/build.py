@@ -140,7 +140,8 @@ def _stage(instance, warehouse: Warehouse, system: str, drops, tags: dict) -> bo
     return result.success
 
 
-def _unchanged_since(run: tuple | None) -> str:
+def _unchanged_since(run: tuple) -> str:
+    """run: the (run id, time) inputs.plan gives for an up-to-date job."""
     run_id, at = run
     return f"up to date: inputs unchanged since run {run_id[:8]} ({at:%Y-%m-%d %H:%M:%S %Z})"
 
